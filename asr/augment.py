@@ -1,0 +1,55 @@
+"""Waveform augmentation for training: speed perturbation and additive noise (off at evaluation).
+
+SpecAugment works on features and lives in :mod:`asr.features`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio.functional as AF
+
+from asr.config import AugmentConfig
+
+
+def speed_perturb(wave: torch.Tensor, factor: float) -> torch.Tensor:
+    """Play ``wave`` ``factor`` times faster (pitch moves with it, as in Ko et al., 2015).
+
+    Resampling by ``1/factor`` and reading the result at the original rate is exactly a speed change.
+    """
+    if factor == 1.0:
+        return wave
+    orig = int(round(100 * factor))  # the ratio in hundredths; torchaudio reduces it by the gcd
+    return AF.resample(wave, orig, 100)
+
+
+def add_noise(
+    wave: torch.Tensor, snr_db: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Add white Gaussian noise at ``snr_db`` decibels below the signal's power."""
+    power = wave.pow(2).mean().clamp(min=1e-10)
+    noise = torch.randn(wave.shape, generator=generator)
+    return wave + noise * torch.sqrt(power / (10 ** (snr_db / 10)))
+
+
+class WaveAugment:
+    """The training-time waveform transform a :class:`~asr.data.SpeechDataset` applies per item.
+
+    Randomness comes from torch's global generator, which the DataLoader seeds per worker from the
+    main process's state, so a seeded run (and an exact resume) sees the same perturbations.
+    """
+
+    def __init__(self, cfg: AugmentConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, wave: torch.Tensor, index: int) -> torch.Tensor:
+        factors = self.cfg.speed_factors
+        if factors:
+            wave = speed_perturb(wave, factors[int(torch.randint(len(factors), ()))])
+        if self.cfg.noise_prob > 0 and float(torch.rand(())) < self.cfg.noise_prob:
+            lo, hi = self.cfg.noise_snr_db
+            wave = add_noise(wave, lo + (hi - lo) * float(torch.rand(())))
+        return wave
+
+    @property
+    def max_speed(self) -> float:
+        return max(self.cfg.speed_factors, default=1.0)

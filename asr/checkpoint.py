@@ -1,0 +1,102 @@
+"""Model files and training checkpoints: written atomically, read with ``weights_only=True``.
+
+One format serves both. A model file holds everything needed to rebuild the recognizer::
+
+    {"format": "asr-model", "version": 1,
+     "features": {...FeatureConfig...}, "model": {...ModelConfig...}, "tokens": [...],
+     "state_dict": {...}, "info": {...}}
+
+and a training checkpoint adds ``"train_state"`` (optimizer, schedule, epoch, RNG, history) and the
+full resolved config. Only tensors and plain Python values are stored, so loading runs no code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "asr-model"
+VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A file that is not a readable asr model or checkpoint."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def model_record(
+    features: dict, model: dict, tokens: list[str], state_dict: dict, info: dict | None = None
+) -> dict:
+    """The dict a model file holds (see the module docstring)."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "features": features,
+        "model": model,
+        "tokens": tokens,
+        "state_dict": state_dict,
+        "info": info or {},
+    }
+
+
+def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load and check a model file or checkpoint.
+
+    Raises:
+        ModelFileError: the file is missing, is not a torch file, would need code to unpickle
+            (``weights_only=True`` refuses it), or is not in this project's format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    try:
+        record = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelFileError(
+            f"{path}: refused to load: the file holds objects other than tensors and plain values "
+            f"(it was not written by asr; loading it could run code). {first}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: not a readable model file ({exc})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not an asr model file (no '{FORMAT}' format marker)")
+    if record.get("version") != VERSION:
+        raise ModelFileError(
+            f"{path}: model file version {record.get('version')} is not supported (this asr reads {VERSION})"
+        )
+    for key in ("features", "model", "tokens", "state_dict"):
+        if key not in record:
+            raise ModelFileError(f"{path}: model file lacks '{key}'")
+    return record
+
+
+def strip_checkpoint(record: dict, half: bool = False, info: dict | None = None) -> dict:
+    """A model-file record without the training state, optionally with float16 weights.
+
+    float16 halves the file; :func:`asr.transcribe.build_recognizer` computes in float32 anyway.
+    """
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v)
+        for k, v in record["state_dict"].items()
+    }
+    merged = {**record.get("info", {}), **(info or {})}
+    return model_record(record["features"], record["model"], record["tokens"], state, merged)

@@ -1,0 +1,219 @@
+"""The configuration tree: nested dataclasses are the schema and the defaults.
+
+YAML files only set values (they never name classes to build), and ``key=value`` overrides from the
+command line are checked against the schema: an unknown key or a value of the wrong type is an error
+that names the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+@dataclass
+class FeatureConfig:
+    """The front end: waveform -> (T, F) features."""
+
+    sample_rate: int = 16_000
+    kind: Literal["logmel", "linear"] = "logmel"
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    normalize: bool = True  # per-utterance mean/variance normalisation over the true frames
+
+
+@dataclass
+class SpecAugmentConfig:
+    """Frequency and time masks applied to training batches only."""
+
+    freq_masks: int = 2
+    freq_width: int = 15  # bins
+    time_masks: int = 2
+    time_width: int = 20  # frames
+    time_ratio: float = 0.1  # a time mask covers at most this fraction of the utterance
+
+
+@dataclass
+class AugmentConfig:
+    """Training-only augmentation; all of it is off at evaluation."""
+
+    speed_factors: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]
+    noise_prob: float = 0.0  # chance of adding white noise to an utterance
+    noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])  # [low, high]
+    spec_augment: bool = True
+    specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+
+
+@dataclass
+class ModelConfig:
+    """The acoustic model: subsampling front end, stacked recurrent layers, output projection."""
+
+    subsample: Literal["stack", "conv"] = "stack"
+    subsample_factor: int = 3
+    conv_channels: int = 32
+    rnn_type: Literal["lstm", "gru", "rnn"] = "lstm"
+    hidden_size: int = 256
+    num_layers: int = 3
+    bidirectional: bool = True
+    dropout: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # manifest paths (JSON Lines)
+    valid: str = ""
+    max_duration: float = 30.0  # seconds; longer utterances are dropped with a count
+    min_duration: float = 0.05
+    batch_seconds: float = 60.0  # cap on the total audio in one batch
+    max_batch_size: int = 64
+    num_workers: int = 1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.02  # the cosine decay ends at lr * min_lr_ratio
+    grad_clip: float = 5.0
+    sortagrad: bool = True  # epoch 1 runs batches shortest first
+    seed: int = 1234
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision on CUDA (ignored on the CPU)
+    log_every: int = 20  # steps between log-file lines
+
+
+@dataclass
+class Config:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit the schema."""
+
+
+def _check_value(key: str, value: Any, annotation: Any, where: str) -> Any:
+    """Return ``value`` converted to ``annotation``'s type, or raise naming the key."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ConfigError(f"{where}: {key}={value!r} is not one of {list(choices)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if arg is type(None) and value is None:
+                return None
+            try:
+                return _check_value(key, value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {key}={value!r} does not fit {annotation}")
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
+        return [_check_value(f"{key}[{i}]", v, item, where) for i, v in enumerate(value)]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+    raise ConfigError(f"{where}: {key} has an unsupported type {annotation}")
+
+
+def update_dataclass(obj: Any, values: dict[str, Any], where: str, prefix: str = "") -> None:
+    """Set ``values`` (a nested dict) on the dataclass ``obj`` in place, checking keys and types."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'config'} must be a mapping")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key '{full}' (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            update_dataclass(current, value, where, prefix=f"{full}.")
+        else:
+            setattr(obj, key, _check_value(full, value, hints[key], where))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``'model.num_layers=4'`` into (['model', 'num_layers'], 4); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key=value")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key")
+    return key.split("."), yaml.safe_load(raw) if raw != "" else ""
+
+
+def load_config(yaml_paths: list[str | Path] = (), overrides: list[str] = ()) -> Config:
+    """Build the config: dataclass defaults, then each YAML file in order, then ``key=value`` overrides.
+
+    Args:
+        yaml_paths: YAML files, each a nested mapping of values to set.
+        overrides: strings like ``"train.lr=0.001"``.
+
+    Returns:
+        The resolved :class:`Config`.
+
+    Raises:
+        ConfigError: an unknown key or a value of the wrong type, naming the key and its source.
+    """
+    cfg = Config()
+    for path in yaml_paths:
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        update_dataclass(cfg, values, str(path))
+    for text in overrides:
+        keys, value = parse_override(text)
+        nested: dict[str, Any] = {keys[-1]: value}
+        for key in reversed(keys[:-1]):
+            nested = {key: nested}
+        update_dataclass(cfg, nested, f"override '{text}'")
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(cls: type, values: dict[str, Any], where: str = "checkpoint") -> Any:
+    """Rebuild a config dataclass of type ``cls`` from a plain dict (as saved in a checkpoint)."""
+    obj = cls()
+    update_dataclass(obj, values, where)
+    return obj
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

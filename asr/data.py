@@ -1,0 +1,364 @@
+"""Manifests, the dataset, the length-bucketing batch sampler and ``collate``.
+
+A manifest is JSON Lines, one utterance a line::
+
+    {"id": "0_jackson_0", "audio": "recordings/0_jackson_0.wav", "duration": 0.57,
+     "text": "zero", "speaker": "jackson"}
+
+with an optional ``offset`` (seconds into the file). Relative ``audio`` paths are relative to the
+manifest's own folder, so a prepared corpus can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from asr.audio import load_audio
+from asr.text import Tokenizer
+
+
+class ManifestError(ValueError):
+    """A manifest line that cannot be read."""
+
+
+@dataclass
+class Utterance:
+    """One manifest record. ``duration`` and ``offset`` are in seconds."""
+
+    id: str
+    audio: str
+    duration: float
+    text: str
+    speaker: str = ""
+    offset: float = 0.0
+
+    def to_json(self) -> str:
+        record = asdict(self)
+        if not self.offset:
+            del record["offset"]
+        return json.dumps(record, ensure_ascii=False)
+
+
+_REQUIRED = ("id", "audio", "duration", "text")
+
+
+def parse_manifest_line(line: str, where: str, base_dir: Path | None = None) -> Utterance:
+    """Parse one manifest line; ``where`` (``path: line n``) prefixes any error."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise ManifestError(f"{where}: a manifest line must be a JSON object")
+    for key in _REQUIRED:
+        if key not in record:
+            raise ManifestError(f"{where}: missing '{key}'")
+    unknown = set(record) - {f for f in Utterance.__dataclass_fields__}
+    if unknown:
+        raise ManifestError(f"{where}: unknown keys {sorted(unknown)}")
+    try:
+        duration = float(record["duration"])
+        offset = float(record.get("offset", 0.0))
+    except (TypeError, ValueError):
+        raise ManifestError(f"{where}: 'duration' and 'offset' must be numbers") from None
+    if not math.isfinite(duration) or duration <= 0:
+        raise ManifestError(f"{where}: 'duration' must be a positive number, got {duration}")
+    if not isinstance(record["text"], str):
+        raise ManifestError(f"{where}: 'text' must be a string")
+    audio = str(record["audio"])
+    if base_dir is not None and not os.path.isabs(audio):
+        audio = str(base_dir / audio)
+    return Utterance(
+        id=str(record["id"]),
+        audio=audio,
+        duration=duration,
+        text=record["text"],
+        speaker=str(record.get("speaker", "")),
+        offset=offset,
+    )
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """Read a JSON Lines manifest; relative audio paths are resolved against its folder.
+
+    Raises:
+        ManifestError: the file is missing, or a line is malformed (the message names the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    utts = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                utts.append(parse_manifest_line(line, f"{path}: line {n}", path.parent))
+    return utts
+
+
+def write_manifest(
+    utts: Iterable[Utterance], path: str | Path, relative_to: Path | None = None
+) -> int:
+    """Write ``utts`` as JSON Lines atomically; audio paths are made relative to the manifest's folder.
+
+    Returns:
+        the number of lines written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = (relative_to or path.parent).resolve()
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as f:
+        for utt in utts:
+            audio = Path(utt.audio).resolve()
+            rel = os.path.relpath(audio, base)
+            record = Utterance(**{**asdict(utt), "audio": rel})
+            f.write(record.to_json() + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+@dataclass
+class FilterReport:
+    """What :func:`filter_utterances` dropped, and why."""
+
+    kept: int = 0
+    too_long: int = 0
+    too_short: int = 0
+    oov: int = 0
+    oov_chars: Counter = field(default_factory=Counter)
+    empty_text: int = 0
+    no_room_for_ctc: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.too_long + self.too_short + self.oov + self.empty_text + self.no_room_for_ctc
+
+    def summary(self, name: str) -> str:
+        parts = [f"{name}: kept {self.kept} utterances"]
+        for label, count in [
+            ("longer than max_duration", self.too_long),
+            ("shorter than min_duration", self.too_short),
+            ("with an empty transcript", self.empty_text),
+            ("with characters outside the vocabulary", self.oov),
+            ("too short for their transcript (CTC needs a frame per label)", self.no_room_for_ctc),
+        ]:
+            if count:
+                parts.append(f"dropped {count} {label}")
+        if self.oov_chars:
+            chars = ", ".join(f"{c!r} x{n}" for c, n in self.oov_chars.most_common(10))
+            parts.append(f"characters outside the vocabulary: {chars}")
+        return "; ".join(parts)
+
+
+def ctc_min_frames(labels: Sequence[int]) -> int:
+    """Frames CTC needs for ``labels``: one per label plus a blank between each repeated pair."""
+    repeats = sum(1 for a, b in zip(labels, labels[1:]) if a == b)
+    return len(labels) + repeats
+
+
+def filter_utterances(
+    utts: Sequence[Utterance],
+    tokenizer: Tokenizer,
+    min_duration: float,
+    max_duration: float,
+    out_frames: callable | None = None,
+) -> tuple[list[Utterance], FilterReport]:
+    """Drop utterances that cannot train, with counts (never silently).
+
+    Args:
+        utts: normalised utterances.
+        tokenizer: the vocabulary.
+        min_duration, max_duration: bounds in seconds.
+        out_frames: seconds -> model output frames; with it, utterances whose transcript needs more
+            frames than the model emits (an infinite CTC loss) are dropped.
+    """
+    report = FilterReport()
+    kept = []
+    for utt in utts:
+        if utt.duration > max_duration:
+            report.too_long += 1
+            continue
+        if utt.duration < min_duration:
+            report.too_short += 1
+            continue
+        if not utt.text.strip():
+            report.empty_text += 1
+            continue
+        oov = tokenizer.oov_chars(utt.text)
+        if oov:
+            report.oov += 1
+            report.oov_chars.update(oov)
+            continue
+        if out_frames is not None and out_frames(utt.duration) < ctc_min_frames(
+            tokenizer.encode(utt.text)
+        ):
+            report.no_room_for_ctc += 1
+            continue
+        kept.append(utt)
+    report.kept = len(kept)
+    return kept, report
+
+
+@dataclass
+class Batch:
+    """A padded batch. ``waves (B, N)``, ``wav_lens (B,)``, ``targets (B, U)``, ``target_lens (B,)``."""
+
+    ids: list[str]
+    waves: torch.Tensor
+    wav_lens: torch.Tensor
+    targets: torch.Tensor
+    target_lens: torch.Tensor
+    texts: list[str]
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            self.ids,
+            self.waves.to(device, non_blocking=True),
+            self.wav_lens.to(device),
+            self.targets.to(device),
+            self.target_lens.to(device),
+            self.texts,
+        )
+
+
+@dataclass
+class Example:
+    id: str
+    wave: torch.Tensor  # (N,)
+    labels: list[int]
+    text: str
+
+
+class SpeechDataset(Dataset):
+    """Utterances loaded lazily: only the manifest records stay in memory, audio is read per item.
+
+    Args:
+        utts: the records (already filtered).
+        tokenizer: turns each transcript into ids.
+        sample_rate: the model's rate in Hz.
+        transform: optional ``(wave, index) -> wave`` applied after loading (e.g. speed perturbation).
+    """
+
+    def __init__(
+        self,
+        utts: Sequence[Utterance],
+        tokenizer: Tokenizer,
+        sample_rate: int,
+        transform: callable | None = None,
+    ) -> None:
+        self.utts = list(utts)
+        self.tokenizer = tokenizer
+        self.sample_rate = sample_rate
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def __getitem__(self, index: int) -> Example:
+        utt = self.utts[index]
+        duration = utt.duration if utt.offset else None
+        wave = load_audio(utt.audio, self.sample_rate, offset=utt.offset, duration=duration)
+        if self.transform is not None:
+            wave = self.transform(wave, index)
+        return Example(utt.id, wave, self.tokenizer.encode(utt.text), utt.text)
+
+    def durations(self) -> list[float]:
+        return [u.duration for u in self.utts]
+
+
+def collate(examples: Sequence[Example]) -> Batch:
+    """Zero-pad waveforms and targets; keep true lengths."""
+    wav_lens = torch.tensor([len(e.wave) for e in examples], dtype=torch.long)
+    target_lens = torch.tensor([len(e.labels) for e in examples], dtype=torch.long)
+    waves = torch.zeros(len(examples), int(wav_lens.max()))
+    targets = torch.zeros(len(examples), max(1, int(target_lens.max())), dtype=torch.long)
+    for i, e in enumerate(examples):
+        waves[i, : len(e.wave)] = e.wave
+        targets[i, : len(e.labels)] = torch.tensor(e.labels, dtype=torch.long)
+    return Batch(
+        [e.id for e in examples], waves, wav_lens, targets, target_lens, [e.text for e in examples]
+    )
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length, each capped by total seconds of audio (padded) and by count.
+
+    Utterances are sorted by duration, cut into batches greedily, and the batch order is shuffled
+    by ``seed + epoch`` (call :meth:`set_epoch`). With ``sorted_first`` the batches come shortest
+    first (SortaGrad). Sorting keeps padding small; the shuffle keeps the gradient unbiased.
+
+    Args:
+        durations: seconds per utterance.
+        batch_seconds: cap on ``batch size * longest duration`` in a batch.
+        max_batch_size: cap on utterances in a batch.
+        shuffle: shuffle the batch order (training); otherwise shortest first.
+        seed: base seed; the order of epoch ``e`` depends on ``(seed, e)`` only.
+        num_replicas, rank: shard batches across data-parallel ranks.
+    """
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        batch_seconds: float,
+        max_batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        if batch_seconds <= 0 or max_batch_size <= 0:
+            raise ValueError("batch_seconds and max_batch_size must be positive")
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.sorted_first = False
+        self.num_replicas = num_replicas
+        self.rank = rank
+        order = sorted(range(len(durations)), key=lambda i: durations[i])
+        self.batches: list[list[int]] = []
+        batch: list[int] = []
+        for i in order:
+            longest = durations[i]  # ascending order: the newest is the longest
+            if batch and (
+                len(batch) + 1 > max_batch_size or (len(batch) + 1) * longest > batch_seconds
+            ):
+                self.batches.append(batch)
+                batch = []
+            batch.append(i)
+        if batch:
+            self.batches.append(batch)
+
+    def set_epoch(self, epoch: int, sorted_first: bool = False) -> None:
+        self.epoch = epoch
+        self.sorted_first = sorted_first
+
+    def _order(self) -> list[list[int]]:
+        batches = list(self.batches)
+        if self.shuffle and not self.sorted_first:
+            random.Random(self.seed * 1_000_003 + self.epoch).shuffle(batches)
+        # each rank takes every num_replicas-th batch; drop the ragged tail so ranks stay in step
+        usable = (
+            len(batches) - len(batches) % self.num_replicas
+            if self.num_replicas > 1
+            else len(batches)
+        )
+        return batches[self.rank : usable : self.num_replicas]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._order())
+
+    def __len__(self) -> int:
+        n = len(self.batches)
+        return (n - n % self.num_replicas) // self.num_replicas if self.num_replicas > 1 else n

@@ -1,0 +1,112 @@
+"""What every importer shares: the preparation summary, writing splits, downloading archives."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import urllib.request
+import zipfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asr.data import Utterance, write_manifest
+from asr.text import Tokenizer
+
+
+@dataclass
+class PrepareSummary:
+    """What a ``prepare`` produced, and what it skipped and why."""
+
+    splits: dict[str, list[Utterance]] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+    def skip(self, what: str, reason: str) -> None:
+        self.skipped.append((what, reason))
+
+    def report(self, tokenizer: Tokenizer | None = None) -> str:
+        tokenizer = tokenizer or Tokenizer()
+        lines = []
+        for name, utts in self.splits.items():
+            hours = sum(u.duration for u in utts) / 3600
+            speakers = len({u.speaker for u in utts})
+            oov: Counter[str] = Counter()
+            for u in utts:
+                oov.update(tokenizer.oov_chars(u.text))
+            line = f"{name}: {len(utts)} utterances, {hours:.3f} h, {speakers} speakers"
+            if oov:
+                chars = ", ".join(f"{c!r} x{n}" for c, n in oov.most_common(10))
+                line += f"; characters outside the vocabulary: {chars}"
+            lines.append(line)
+        if self.skipped:
+            reasons = Counter(reason for _, reason in self.skipped)
+            lines.append(
+                f"skipped {len(self.skipped)} files: "
+                + "; ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+            )
+            for what, reason in self.skipped[:10]:
+                lines.append(f"  {what}: {reason}")
+        return "\n".join(lines)
+
+
+def write_splits(summary: PrepareSummary, out_dir: str | Path) -> dict[str, Path]:
+    """Write one ``<split>.jsonl`` per split into ``out_dir`` (atomically, so re-runs are idempotent)."""
+    out_dir = Path(out_dir)
+    paths = {}
+    for name, utts in summary.splits.items():
+        paths[name] = out_dir / f"{name}.jsonl"
+        write_manifest(sorted(utts, key=lambda u: u.id), paths[name])
+    return paths
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: Path, checksum: str | None = None) -> Path:
+    """Fetch ``url`` (or copy a local path / ``file://`` URL) to ``dest``, verifying a SHA-256.
+
+    A finished download is kept and re-verified instead of fetched again; a partial one is written
+    to ``dest.part`` and only renamed when complete.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and (checksum is None or sha256(dest) == checksum):
+        return dest
+    part = dest.with_name(dest.name + ".part")
+    if Path(url).exists():
+        shutil.copyfile(url, part)
+    else:
+        with urllib.request.urlopen(url) as response, part.open("wb") as f:
+            shutil.copyfileobj(response, f)
+    if checksum is not None and sha256(part) != checksum:
+        part.unlink()
+        raise ValueError(f"{url}: checksum mismatch (expected sha256 {checksum})")
+    part.replace(dest)
+    return dest
+
+
+def extract_zip(archive: Path, dest: Path) -> Path:
+    """Extract ``archive`` into ``dest`` once (a ``.done`` marker records a finished extraction)."""
+    marker = dest / f".{archive.name}.done"
+    if not marker.exists():
+        try:
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(dest)
+        except zipfile.BadZipFile:
+            raise ValueError(f"{archive}: not a valid zip archive") from None
+        marker.touch()
+    return dest
+
+
+def split_names(values: Sequence[str] | str | None) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]``."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]

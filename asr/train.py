@@ -1,0 +1,388 @@
+"""The training loop, evaluation, checkpoints and exact resume.
+
+An experiment folder holds ``config.yaml`` (the resolved config), ``train.log``, ``history.json``,
+``curve.png`` (loss and validation WER by epoch), ``last.pt`` (written every epoch, for resume) and
+``best.pt`` (lowest validation WER). Both ``.pt`` files are model files that ``asr transcribe`` and
+``asr evaluate`` take as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from asr.augment import WaveAugment
+from asr.checkpoint import atomic_save, model_record, read_model_file
+from asr.config import Config, config_to_dict, save_config
+from asr.data import (
+    Batch,
+    BucketBatchSampler,
+    SpeechDataset,
+    Utterance,
+    collate,
+    filter_utterances,
+    read_manifest,
+)
+from asr.decode import greedy_decode
+from asr.features import FeatureExtractor, spec_augment
+from asr.metrics import Score, score
+from asr.model import AcousticModel, count_parameters
+from asr.text import Tokenizer, normalize_text
+
+log = logging.getLogger("asr.train")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float):
+    """Linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def normalized_utterances(path: str) -> list[Utterance]:
+    utts = read_manifest(path)
+    for utt in utts:
+        utt.text = normalize_text(utt.text)
+    return utts
+
+
+def make_loader(
+    utts: list[Utterance],
+    tokenizer: Tokenizer,
+    sample_rate: int,
+    batch_seconds: float,
+    max_batch_size: int,
+    num_workers: int,
+    shuffle: bool,
+    seed: int = 0,
+    transform: WaveAugment | None = None,
+) -> DataLoader:
+    dataset = SpeechDataset(utts, tokenizer, sample_rate, transform)
+    sampler = BucketBatchSampler(
+        dataset.durations(), batch_seconds, max_batch_size, shuffle=shuffle, seed=seed
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean over the batch of each utterance's CTC loss divided by its target length."""
+    return F.ctc_loss(
+        log_probs.transpose(0, 1),  # (B, T, V) -> (T, B, V), as ctc_loss wants
+        batch.targets,
+        out_lens,
+        batch.target_lens,
+        blank=0,
+        reduction="mean",
+        zero_infinity=True,  # utterances that cannot fit were filtered; this is a guard
+    )
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    score: Score
+
+
+@torch.no_grad()
+def evaluate(
+    model: AcousticModel,
+    features: FeatureExtractor,
+    tokenizer: Tokenizer,
+    loader: DataLoader,
+    device: torch.device,
+    progress: bool = False,
+) -> EvalResult:
+    """CTC loss and greedy WER/CER of ``model`` over ``loader``."""
+    model.eval()
+    total_loss, total_utts = 0.0, 0
+    ids, refs, hyps = [], [], []
+    for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+        batch = batch.to(device)
+        feats, feat_lens = features(batch.waves, batch.wav_lens)
+        log_probs, out_lens = model(feats, feat_lens)
+        total_loss += float(ctc_loss(log_probs, out_lens, batch)) * len(batch.ids)
+        total_utts += len(batch.ids)
+        for utt_id, ref, hyp in zip(
+            batch.ids, batch.texts, greedy_decode(log_probs, out_lens, tokenizer)
+        ):
+            ids.append(utt_id)
+            refs.append(ref)
+            hyps.append(hyp.text)
+    return EvalResult(total_loss / max(1, total_utts), score(ids, refs, hyps))
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    """Loss (train, valid) and validation WER/CER by epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax1.plot(epochs, [h["valid_loss"] for h in history], "o-", label="valid")
+    ax1.set(xlabel="epoch", ylabel="CTC loss per label", title="loss", yscale="log")
+    ax1.legend()
+    ax2.plot(epochs, [100 * h["valid_wer"] for h in history], "o-", label="WER")
+    ax2.plot(epochs, [100 * h["valid_cer"] for h in history], "o-", label="CER")
+    ax2.set(xlabel="epoch", ylabel="%", title="validation error (greedy)")
+    ax2.legend()
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _setup_logging(out_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(out_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def train(cfg: Config, out_dir: str | Path, resume: bool = True, progress: bool = True) -> dict:
+    """Train a model as ``cfg`` says, writing the experiment to ``out_dir``.
+
+    Args:
+        cfg: the resolved config (``data.train`` and ``data.valid`` must name manifests).
+        out_dir: the experiment folder.
+        resume: continue from ``out_dir/last.pt`` when it exists (exactly: weights, optimiser,
+            schedule, epoch and random state).
+        progress: show a progress bar.
+
+    Returns:
+        the last epoch's history record (losses, WER, CER, timings).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = _setup_logging(out_dir)
+    try:
+        return _train(cfg, out_dir, resume, progress)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool) -> dict:
+    if not cfg.data.train or not cfg.data.valid:
+        raise ValueError(
+            "data.train and data.valid must name manifests (e.g. data.train=train.jsonl)"
+        )
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.train.seed)
+    save_config(cfg, out_dir / "config.yaml")
+
+    tokenizer = Tokenizer()
+    features = FeatureExtractor(cfg.features).to(device)
+    model = AcousticModel(cfg.model, features.num_features, len(tokenizer)).to(device)
+    sr = cfg.features.sample_rate
+
+    def out_frames(seconds: float) -> int:
+        samples = torch.tensor([int(seconds * sr)])
+        return int(model.output_lengths(features.output_lengths(samples)))
+
+    augment = WaveAugment(cfg.augment)
+    loaders = {}
+    for split, path in (("train", cfg.data.train), ("valid", cfg.data.valid)):
+        # sped-up copies are shorter: a training transcript must fit the fastest one
+        speed = augment.max_speed if split == "train" else 1.0
+        utts, report = filter_utterances(
+            normalized_utterances(path),
+            tokenizer,
+            cfg.data.min_duration,
+            cfg.data.max_duration,
+            lambda seconds, speed=speed: out_frames(seconds / speed),
+        )
+        log.info(report.summary(f"{split} ({path})"))
+        if not utts:
+            raise ValueError(f"{path}: no usable utterances ({report.summary(split)})")
+        loaders[split] = make_loader(
+            utts,
+            tokenizer,
+            sr,
+            cfg.data.batch_seconds,
+            cfg.data.max_batch_size,
+            cfg.data.num_workers,
+            shuffle=split == "train",
+            seed=cfg.train.seed,
+            transform=augment if split == "train" else None,
+        )
+    train_loader = loaders["train"]
+    sampler: BucketBatchSampler = train_loader.batch_sampler  # type: ignore[assignment]
+
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
+    total_steps = cfg.train.epochs * len(train_loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(cfg.train.warmup_steps, total_steps, cfg.train.min_lr_ratio)
+    )
+    use_amp = cfg.train.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    start_epoch, history, best_wer = 0, [], float("inf")
+    last_path = out_dir / "last.pt"
+    if resume and last_path.exists():
+        ckpt = read_model_file(last_path)
+        state = ckpt["train_state"]
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, history, best_wer = state["epoch"], state["history"], state["best_wer"]
+        set_rng_state(state["rng"])
+        log.info(f"resumed from {last_path} after epoch {start_epoch}")
+
+    n_params = count_parameters(model)
+    log.info(
+        f"model: {n_params / 1e6:.2f}M parameters, {cfg.model.num_layers} x {cfg.model.rnn_type} "
+        f"{cfg.model.hidden_size}; device {device}; {len(train_loader)} batches per epoch"
+    )
+    record = {}
+    for epoch in range(start_epoch, cfg.train.epochs):
+        model.train()
+        sampler.set_epoch(epoch, sorted_first=cfg.train.sortagrad and epoch == 0)
+        t0 = time.perf_counter()
+        audio_seconds, loss_sum, n_batches = 0.0, 0.0, 0
+        bar = tqdm(
+            train_loader,
+            desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+            disable=not progress,
+            dynamic_ncols=True,
+            leave=False,
+        )
+        for batch in bar:
+            batch = batch.to(device)
+            feats, feat_lens = features(batch.waves, batch.wav_lens)
+            if cfg.augment.spec_augment:
+                feats = spec_augment(feats, feat_lens, cfg.augment.specaug)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                log_probs, out_lens = model(feats, feat_lens)
+            loss = ctc_loss(log_probs, out_lens, batch)
+            if not torch.isfinite(loss):
+                log.info(f"epoch {epoch + 1}: non-finite loss on batch {batch.ids[:3]}..., skipped")
+                optimizer.zero_grad(set_to_none=True)
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_sum += loss.item()
+            n_batches += 1
+            audio_seconds += float(batch.wav_lens.sum()) / sr
+            speed = audio_seconds / (time.perf_counter() - t0)
+            lr = scheduler.get_last_lr()[0]
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.0f}")
+            if n_batches % cfg.train.log_every == 0:
+                log.info(
+                    f"epoch {epoch + 1} step {n_batches}/{len(train_loader)} loss {loss.item():.4f} "
+                    f"grad_norm {float(grad_norm):.2f} lr {lr:.2e} audio_s/s {speed:.1f}"
+                )
+        train_time = time.perf_counter() - t0
+        result = evaluate(model, features, tokenizer, loaders["valid"], device)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(1, n_batches),
+            "valid_loss": result.loss,
+            "valid_wer": result.score.wer,
+            "valid_cer": result.score.cer,
+            "lr": scheduler.get_last_lr()[0],
+            "train_seconds": train_time,
+            "audio_seconds_per_second": audio_seconds / train_time,
+        }
+        history.append(record)
+        log.info(
+            f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  valid loss "
+            f"{result.loss:.4f}  {result.score.summary()}  ({train_time:.1f} s, "
+            f"{record['audio_seconds_per_second']:.0f} audio s/s)"
+        )
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}: valid {result.score.summary()}")
+
+        info = {
+            "epoch": epoch + 1,
+            "valid_wer": result.score.wer,
+            "valid_cer": result.score.cer,
+            "train_manifest": cfg.data.train,
+            "valid_manifest": cfg.data.valid,
+        }
+        model_rec = model_record(
+            asdict(cfg.features), asdict(cfg.model), tokenizer.to_list(), model.state_dict(), info
+        )
+        improved = result.score.wer < best_wer
+        if improved:
+            best_wer = result.score.wer
+            atomic_save(model_rec, out_dir / "best.pt")
+        train_state = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch + 1,
+            "history": history,
+            "best_wer": best_wer,
+            "config": config_to_dict(cfg),
+            "rng": rng_state(),
+        }
+        atomic_save({**model_rec, "train_state": train_state}, last_path)
+        (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+        plot_history(history, out_dir / "curve.png")
+    return record

@@ -1,0 +1,48 @@
+"""Shared fixtures: audio made in the test, and the few FSDD clips shipped in examples/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def tone(
+    seconds: float, sr: int, freq: float = 440.0, amp: float = 0.3, seed: int = 0
+) -> np.ndarray:
+    """A tone with a little noise, float32 in [-1, 1]."""
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(seed)
+    return (amp * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
+
+
+def write_audio(path: Path, data: np.ndarray, sr: int, subtype: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), data, sr, subtype=subtype)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture
+def example_manifest() -> Path:
+    """The shipped FSDD example clips (test-split recordings) with their transcripts."""
+    return EXAMPLES / "examples.jsonl"
+
+
+@pytest.fixture
+def example_records(example_manifest) -> list[dict]:
+    return [json.loads(line) for line in example_manifest.read_text().splitlines()]

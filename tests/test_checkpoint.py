@@ -1,0 +1,96 @@
+import pickle
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from asr.checkpoint import ModelFileError, atomic_save, model_record, read_model_file
+from asr.config import FeatureConfig, ModelConfig
+from asr.features import FeatureExtractor
+from asr.model import AcousticModel
+from asr.text import Tokenizer
+from asr.transcribe import load_model
+
+
+def _save_tiny(path, half=False):
+    tok = Tokenizer()
+    fe = FeatureExtractor(FeatureConfig())
+    model = AcousticModel(
+        ModelConfig(hidden_size=8, num_layers=1), fe.num_features, len(tok)
+    ).eval()
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v)
+        for k, v in model.state_dict().items()
+    }
+    atomic_save(
+        model_record(asdict(FeatureConfig()), asdict(model.cfg), tok.to_list(), state), path
+    )
+    return fe, model
+
+
+def test_save_load_identical_outputs(tmp_path):
+    fe, model = _save_tiny(tmp_path / "m.pt")
+    rec = load_model(tmp_path / "m.pt")
+    waves, lens = torch.randn(2, 8000), torch.tensor([8000, 5000])
+    with torch.no_grad():
+        expected, _ = model(*fe(waves, lens))
+    got, _ = rec.log_probs(waves, lens)
+    assert torch.equal(expected, got)
+    assert not list(tmp_path.glob(".*tmp*"))  # the temporary file was renamed away
+
+
+def test_half_precision_weights_load_as_float(tmp_path):
+    _save_tiny(tmp_path / "h.pt", half=True)
+    rec = load_model(tmp_path / "h.pt")
+    assert all(p.dtype == torch.float32 for p in rec.model.parameters())
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this ran on load",))
+
+
+def test_foreign_and_broken_files_are_refused(tmp_path):
+    with pytest.raises(ModelFileError, match="model file not found"):
+        read_model_file(tmp_path / "none.pt")
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "asr-model", "x": Evil()}, evil)
+    with pytest.raises(ModelFileError, match="evil.pt: refused to load"):
+        read_model_file(evil)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(ModelFileError, match="foreign.pt: not an asr model file"):
+        read_model_file(foreign)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(ModelFileError, match="garbage.pt"):
+        read_model_file(garbage)
+    pickled = tmp_path / "plain.pkl"
+    pickled.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ModelFileError, match="plain.pkl"):
+        read_model_file(pickled)
+
+
+def test_weights_that_do_not_fit(tmp_path):
+    _save_tiny(tmp_path / "m.pt")
+    record = torch.load(tmp_path / "m.pt", weights_only=True)
+    record["model"]["hidden_size"] = 16
+    torch.save(record, tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match="weights do not fit"):
+        load_model(tmp_path / "bad.pt")
+
+
+def test_atomic_save_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    atomic_save({"v": 1}, path)
+
+    def boom(obj, f):
+        open(f, "wb").write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        atomic_save({"v": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"v": 1}
+    assert list(tmp_path.iterdir()) == [path]

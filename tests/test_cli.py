@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from asr.cli import build_parser, main
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def trained_model(tmp_path_factory):
+    """A tiny model trained for two epochs on the example clips."""
+    out = tmp_path_factory.mktemp("exp")
+    manifest = ROOT / "examples" / "examples.jsonl"
+    rc = main(
+        [
+            "train",
+            "--out",
+            str(out),
+            "--no-progress",
+            "-c",
+            str(ROOT / "conf/model/tiny.yaml"),
+            f"data.train={manifest}",
+            f"data.valid={manifest}",
+            "data.num_workers=0",
+            "train.epochs=2",
+        ]
+    )
+    assert rc == 0
+    return out / "best.pt"
+
+
+def test_every_command_has_help(capsys):
+    for command in (["prepare", "fsdd"], ["train"], ["evaluate"], ["transcribe"]):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args([*command, "--help"])
+        assert exc.value.code == 0
+    assert "--test-speakers" in capsys.readouterr().out
+
+
+def test_transcribe_and_evaluate(trained_model, tmp_path, capsys, example_records):
+    files = [str(ROOT / "examples" / r["audio"]) for r in example_records[:3]]
+    assert main(["transcribe", "--model", str(trained_model), *files]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == files
+    assert main(["transcribe", "--model", str(trained_model), "--jsonl", files[0]]) == 0
+    assert json.loads(capsys.readouterr().out)["file"] == files[0]
+    report = tmp_path / "report.tsv"
+    manifest = ROOT / "examples" / "examples.jsonl"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(trained_model),
+                "--manifest",
+                str(manifest),
+                "--report",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    assert "WER" in capsys.readouterr().out
+    assert len(report.read_text().splitlines()) == 1 + len(example_records)
+
+
+def test_errors_are_reported_not_raised(trained_model, tmp_path, capsys):
+    corrupt = tmp_path / "bad.wav"
+    corrupt.write_bytes(b"RIFF....")
+    assert main(["transcribe", "--model", str(trained_model), str(corrupt)]) == 2
+    assert "bad.wav: cannot read audio" in capsys.readouterr().err
+    assert main(["transcribe", "--model", str(tmp_path / "none.pt"), str(corrupt)]) == 2
+    assert "none.pt: model file not found" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "x"), "model.colour=red"]) == 2
+    assert "unknown key 'model.colour'" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a"}\n')
+    assert main(["evaluate", "--model", str(trained_model), "--manifest", str(bad)]) == 2
+    assert "bad.jsonl: line 1: missing 'audio'" in capsys.readouterr().err

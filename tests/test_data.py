@@ -1,0 +1,150 @@
+import json
+
+import pytest
+import torch
+
+from asr.data import (
+    BucketBatchSampler,
+    Example,
+    ManifestError,
+    SpeechDataset,
+    Utterance,
+    collate,
+    ctc_min_frames,
+    filter_utterances,
+    read_manifest,
+    write_manifest,
+)
+from asr.text import Tokenizer
+from tests.conftest import tone, write_audio
+
+
+def test_manifest_round_trip_with_relative_paths(tmp_path):
+    audio = write_audio(tmp_path / "corpus" / "a.wav", tone(0.5, 16_000), 16_000)
+    utts = [
+        Utterance("a", str(audio), 0.5, "hello", "spk1"),
+        Utterance("b", str(audio), 0.2, "world", "spk2", offset=0.1),
+    ]
+    path = tmp_path / "manifests" / "train.jsonl"
+    assert write_manifest(utts, path) == 2
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first["audio"] == "../corpus/a.wav" and "offset" not in first
+    back = read_manifest(path)
+    assert [u.id for u in back] == ["a", "b"]
+    assert back[0].audio == str(path.parent / "../corpus/a.wav")
+    assert back[1].offset == 0.1
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ('{"id": "x", "audio": "a.wav", "duration": 1.0}', "line 2: missing 'text'"),
+        (
+            '{"id": "x", "audio": "a.wav", "duration": -1, "text": "a"}',
+            "line 2: 'duration' must be a positive",
+        ),
+        (
+            '{"id": "x", "audio": "a.wav", "duration": "long", "text": "a"}',
+            "line 2: 'duration' and 'offset' must be numbers",
+        ),
+        (
+            '{"id": "x", "audio": "a.wav", "duration": 1, "text": "a", "colour": 1}',
+            "line 2: unknown keys",
+        ),
+        ("not json", "line 2: not valid JSON"),
+        ("[1, 2]", "line 2: a manifest line must be a JSON object"),
+    ],
+)
+def test_bad_manifest_lines_name_file_and_line(tmp_path, line, words):
+    path = tmp_path / "m.jsonl"
+    good = '{"id": "ok", "audio": "a.wav", "duration": 1.0, "text": "a"}'
+    path.write_text(good + "\n" + line + "\n")
+    with pytest.raises(ManifestError, match=f"m.jsonl: {words}"):
+        read_manifest(path)
+
+
+def test_missing_manifest(tmp_path):
+    with pytest.raises(ManifestError, match="manifest not found"):
+        read_manifest(tmp_path / "nope.jsonl")
+
+
+def test_ctc_min_frames():
+    assert ctc_min_frames([1, 2, 3]) == 3
+    assert ctc_min_frames([1, 1, 2, 2, 2]) == 8  # three repeats need three blanks between
+    assert ctc_min_frames([]) == 0
+
+
+def test_filter_counts_every_drop():
+    tok = Tokenizer()
+    utts = [
+        Utterance("ok", "a.wav", 1.0, "hello"),
+        Utterance("long", "a.wav", 40.0, "hello"),
+        Utterance("short", "a.wav", 0.01, "hello"),
+        Utterance("oov", "a.wav", 1.0, "route 66"),
+        Utterance("empty", "a.wav", 1.0, ""),
+        Utterance("cramped", "a.wav", 0.1, "a very long transcript indeed"),
+    ]
+    kept, report = filter_utterances(utts, tok, 0.05, 30.0, out_frames=lambda s: int(s * 33))
+    assert [u.id for u in kept] == ["ok"]
+    assert (
+        report.too_long,
+        report.too_short,
+        report.oov,
+        report.empty_text,
+        report.no_room_for_ctc,
+    ) == (1, 1, 1, 1, 1)
+    assert report.oov_chars["6"] == 2
+    assert "too short for their transcript" in report.summary("train")
+
+
+def test_sampler_caps_and_covers():
+    durations = [0.5 + (i % 17) * 0.3 for i in range(200)]
+    sampler = BucketBatchSampler(durations, batch_seconds=10.0, max_batch_size=8, seed=3)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(200))
+    for b in batches:
+        assert len(b) <= 8
+        assert len(b) * max(durations[i] for i in b) <= 10.0 + max(
+            durations
+        )  # one long item alone may exceed
+        if len(b) > 1:
+            assert len(b) * max(durations[i] for i in b) <= 10.0
+    sampler.set_epoch(1)
+    e1 = list(sampler)
+    sampler.set_epoch(2)
+    e2 = list(sampler)
+    assert e1 != e2
+    sampler.set_epoch(1)
+    assert list(sampler) == e1  # the order depends on (seed, epoch) only
+    sampler.set_epoch(0, sorted_first=True)
+    longest = [max(durations[i] for i in b) for b in sampler]
+    assert longest == sorted(longest)  # SortaGrad: shortest first
+
+
+def test_sampler_shards_across_ranks():
+    durations = [1.0] * 50
+    ranks = [BucketBatchSampler(durations, 4.0, 4, seed=0, num_replicas=2, rank=r) for r in (0, 1)]
+    a, b = list(ranks[0]), list(ranks[1])
+    assert len(a) == len(b) == len(ranks[0])
+    assert not {i for x in a for i in x} & {i for x in b for i in x}
+
+
+def test_collate_pads_and_keeps_lengths():
+    batch = collate(
+        [
+            Example("a", torch.ones(5), [1, 2, 3], "abc"),
+            Example("b", torch.ones(3) * 2, [4], "d"),
+        ]
+    )
+    assert batch.waves.shape == (2, 5) and batch.wav_lens.tolist() == [5, 3]
+    assert batch.waves[1, 3:].abs().sum() == 0
+    assert batch.targets.tolist() == [[1, 2, 3], [4, 0, 0]] and batch.target_lens.tolist() == [3, 1]
+
+
+def test_dataset_loads_lazily_and_encodes(tmp_path):
+    audio = write_audio(tmp_path / "a.wav", tone(1.0, 8000), 8000)
+    ds = SpeechDataset([Utterance("a", str(audio), 1.0, "ab")], Tokenizer(), 16_000)
+    ex = ds[0]
+    assert abs(len(ex.wave) - 16_000) <= 1 and ex.labels == Tokenizer().encode("ab")
+    seg = SpeechDataset([Utterance("s", str(audio), 0.25, "a", offset=0.5)], Tokenizer(), 16_000)[0]
+    assert abs(len(seg.wave) - 4000) <= 1
