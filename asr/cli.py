@@ -16,13 +16,22 @@ from asr.data import ManifestError
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
+IMPORTERS = {
+    "kaldi": "a Kaldi data directory (wav.scp, text, optional utt2spk and segments)",
+    "folder": "a folder of audio files, each with a .txt transcript beside it (name.wav + name.txt)",
+    "nemo": "a NeMo-style JSON-lines manifest (audio_filepath, duration, text; optional split)",
+    "ljspeech": "LJSpeech (metadata.csv + wavs/)",
+    "speechocean762": "speechocean762 (Kaldi train/ and test/ under the corpus root)",
+}
+
+
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prepare",
         help="turn a corpus in its native layout into manifests",
         description="Read a corpus as it ships and write <split>.jsonl manifests into --out, "
         "printing a summary (utterances, hours, speakers, characters outside the vocabulary, "
-        "skipped files). Re-running rewrites the same files.",
+        "skipped files and why). Re-running writes the same files.",
     )
     corpora = p.add_subparsers(dest="corpus", required=True, metavar="CORPUS")
     fsdd = corpora.add_parser(
@@ -44,6 +53,34 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         metavar="URL_OR_ZIP",
         help="fetch the corpus archive (or copy a local .zip) into OUT/download first",
     )
+    for name, what in IMPORTERS.items():
+        q = corpora.add_parser(name, help=what, description=f"Import {what}.")
+        q.add_argument("source", type=Path, help="the corpus folder (or manifest file, for nemo)")
+        q.add_argument("--out", type=Path, required=True, help="folder for the manifests")
+        if name == "kaldi":
+            q.add_argument("--audio-root", type=Path, help="where relative wav.scp paths start")
+        if name in ("folder", "ljspeech"):
+            q.add_argument("--speaker", default="", help="speaker label for every utterance")
+        h = q.add_argument_group(
+            "hold-out",
+            "Split off dev/test sets by whole groups, never by file: two takes of one "
+            "prompt or speaker always land together. Without these, all utterances go to one "
+            "manifest (all.jsonl, or the source's own splits).",
+        )
+        h.add_argument(
+            "--group-by",
+            default="speaker",
+            help="speaker (default), text, or id:REGEX (the first group of a match)",
+        )
+        h.add_argument(
+            "--dev",
+            default="0",
+            help="number of groups to hold out for dev, or their names (comma-separated)",
+        )
+        h.add_argument(
+            "--test", default="0", help="number of groups to hold out for test, or their names"
+        )
+        h.add_argument("--seed", type=int, default=0, help="seed of the hold-out draw")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -112,17 +149,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
-    from asr.recipes import fsdd
-    from asr.recipes.common import write_splits
+def _count_or_names(value: str) -> int | list[str]:
+    from asr.recipes.common import split_names
 
-    source = args.source
-    if args.download is not None:
-        url = fsdd.URL if args.download == "default" else args.download
-        source = fsdd.fetch(args.out, url)
-    if source is None:
-        raise SystemExit("asr prepare fsdd: give SOURCE (a local copy) or --download")
-    summary = fsdd.prepare(source, args.split, args.test_speakers, args.dev_speakers)
+    return int(value) if value.strip().isdigit() else split_names(value)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from asr.recipes import folder, fsdd, kaldi, ljspeech, nemo, speechocean
+    from asr.recipes.common import hold_out, write_splits
+
+    if args.corpus == "fsdd":
+        source = args.source
+        if args.download is not None:
+            url = fsdd.URL if args.download == "default" else args.download
+            source = fsdd.fetch(args.out, url)
+        if source is None:
+            raise ValueError("asr prepare fsdd: give SOURCE (a local copy) or --download")
+        summary = fsdd.prepare(source, args.split, args.test_speakers, args.dev_speakers)
+    else:
+        if args.corpus == "kaldi":
+            summary = kaldi.prepare(args.source, args.audio_root)
+        elif args.corpus == "folder":
+            summary = folder.prepare(args.source, args.speaker)
+        elif args.corpus == "ljspeech":
+            summary = ljspeech.prepare(args.source, args.speaker or "LJ")
+        elif args.corpus == "nemo":
+            summary = nemo.prepare(args.source)
+        else:
+            summary = speechocean.prepare(args.source)
+        dev, test = _count_or_names(args.dev), _count_or_names(args.test)
+        if dev or test:
+            source_split = "train" if "train" in summary.splits else "all"
+            pool = summary.splits.pop(source_split)
+            for name, utts in hold_out(pool, args.group_by, dev, test, args.seed).items():
+                summary.splits.setdefault(name, []).extend(utts)
     paths = write_splits(summary, args.out)
     print(summary.report())
     for path in paths.values():

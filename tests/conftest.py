@@ -46,3 +46,12 @@ def example_manifest() -> Path:
 @pytest.fixture
 def example_records(example_manifest) -> list[dict]:
     return [json.loads(line) for line in example_manifest.read_text().splitlines()]
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

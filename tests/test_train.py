@@ -101,3 +101,15 @@ def test_missing_manifests_are_named(tmp_path):
         train(cfg, tmp_path, progress=False)
     with pytest.raises(ValueError, match="data.train and data.valid"):
         train(load_config(), tmp_path, progress=False)
+
+
+@pytest.mark.gpu
+def test_cuda_mixed_precision_training_and_padding(tmp_path, example_manifest):
+    cfg = _cfg(example_manifest, **{"train.epochs": 2, "train.device": "cuda", "train.amp": True})
+    record = train(cfg, tmp_path, progress=False)
+    assert math.isfinite(record["train_loss"])
+    rec = load_model(tmp_path / "last.pt", device="cuda")
+    waves, lens = torch.randn(2, 16_000), torch.tensor([16_000, 7_000])
+    batched, out_lens = rec.log_probs(waves, lens)
+    alone, _ = rec.log_probs(waves[1:, :7_000], lens[1:])
+    assert torch.allclose(batched[1, : out_lens[1]], alone[0], atol=1e-4)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import random
+import re
 import shutil
 import urllib.request
 import zipfile
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asr.data import Utterance, write_manifest
-from asr.text import Tokenizer
+from asr.text import Tokenizer, normalize_text
 
 
 @dataclass
@@ -33,7 +35,7 @@ class PrepareSummary:
             speakers = len({u.speaker for u in utts})
             oov: Counter[str] = Counter()
             for u in utts:
-                oov.update(tokenizer.oov_chars(u.text))
+                oov.update(tokenizer.oov_chars(normalize_text(u.text)))
             line = f"{name}: {len(utts)} utterances, {hours:.3f} h, {speakers} speakers"
             if oov:
                 chars = ", ".join(f"{c!r} x{n}" for c, n in oov.most_common(10))
@@ -110,3 +112,62 @@ def split_names(values: Sequence[str] | str | None) -> list[str]:
     if isinstance(values, str):
         values = [values]
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def group_key(utt: Utterance, group_by: str) -> str:
+    """The unit a hold-out keeps together: ``speaker``, ``text`` or ``id:REGEX`` (first group)."""
+    if group_by == "speaker":
+        return utt.speaker or utt.id
+    if group_by == "text":
+        return normalize_text(utt.text)
+    if group_by.startswith("id:"):
+        match = re.search(group_by[3:], utt.id)
+        return match.group(1) if match and match.groups() else (match.group(0) if match else utt.id)
+    raise ValueError(f"group_by must be 'speaker', 'text' or 'id:REGEX', got {group_by!r}")
+
+
+def hold_out(
+    utts: Sequence[Utterance],
+    group_by: str = "speaker",
+    dev: int | Sequence[str] = 0,
+    test: int | Sequence[str] = 0,
+    seed: int = 0,
+) -> dict[str, list[Utterance]]:
+    """Split utterances into train/dev/test by whole groups, never by file.
+
+    Two recordings of one speaker (``group_by="speaker"``) or of one prompt (``"text"``, or
+    ``"id:arctic_(\\w\\d+)_"``) always land in the same split, so held-out results are honest.
+
+    Args:
+        utts: the utterances.
+        group_by: the unit kept together.
+        dev, test: how many groups to hold out (drawn by ``seed``), or the group names themselves.
+        seed: makes the draw repeatable, so re-running a ``prepare`` writes the same splits.
+
+    Returns:
+        ``{"train": [...], "dev": [...], "test": [...]}`` (empty held-out splits are left out).
+    """
+    groups = sorted({group_key(u, group_by) for u in utts})
+    rng = random.Random(seed)
+    shuffled = groups[:]
+    rng.shuffle(shuffled)
+    chosen: dict[str, set[str]] = {}
+    for name, spec in (("test", test), ("dev", dev)):
+        if isinstance(spec, int):
+            free = [g for g in shuffled if not any(g in s for s in chosen.values())]
+            if spec >= len(free):
+                raise ValueError(
+                    f"cannot hold out {spec} {group_by} groups for {name}: only {len(free)} left"
+                )
+            chosen[name] = set(free[:spec])
+        else:
+            missing = set(spec) - set(groups)
+            if missing:
+                raise ValueError(f"{name}: no utterances of {group_by} {sorted(missing)}")
+            chosen[name] = set(spec)
+    splits: dict[str, list[Utterance]] = {"train": [], "dev": [], "test": []}
+    for utt in utts:
+        key = group_key(utt, group_by)
+        name = next((n for n, keys in chosen.items() if key in keys), "train")
+        splits[name].append(utt)
+    return {k: v for k, v in splits.items() if v or k == "train"}

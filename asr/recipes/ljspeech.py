@@ -1,0 +1,43 @@
+"""LJSpeech: ``metadata.csv`` (``id|raw text|normalised text``) and ``wavs/<id>.wav``.
+
+The normalised column (numbers and abbreviations spelled out) is used; the raw one where it is empty.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from asr.audio import AudioError, audio_duration
+from asr.data import Utterance
+from asr.recipes.common import PrepareSummary
+
+
+def prepare(source: Path, speaker: str = "LJ") -> PrepareSummary:
+    source = Path(source)
+    metadata = source / "metadata.csv"
+    if not metadata.is_file():
+        raise FileNotFoundError(f"{source}: not an LJSpeech folder (no metadata.csv)")
+    summary = PrepareSummary(splits={"all": []})
+    with metadata.open(encoding="utf-8", newline="") as f:
+        for n, row in enumerate(csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE), 1):
+            if not row:
+                continue
+            if len(row) < 2:
+                summary.skip(f"{metadata}: line {n}", "expected id|text|normalised text")
+                continue
+            utt_id = row[0]
+            text = row[2] if len(row) > 2 and row[2].strip() else row[1]
+            path = source / "wavs" / f"{utt_id}.wav"
+            if not text.strip():
+                summary.skip(f"{metadata}: line {n}", "empty transcript")
+                continue
+            try:
+                duration = audio_duration(path)
+            except AudioError as exc:
+                summary.skip(f"{metadata}: line {n}", str(exc))
+                continue
+            summary.splits["all"].append(
+                Utterance(utt_id, str(path), round(duration, 4), text, speaker)
+            )
+    return summary

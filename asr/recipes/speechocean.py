@@ -1,0 +1,26 @@
+"""speechocean762 (OpenSLR 101): Kaldi data directories ``train/`` (and ``test/``) under the corpus root.
+
+``wav.scp`` paths are relative to the corpus root (``WAVE/SPEAKER0001/000010011.ogg``) and ``text``
+is upper case (normalisation lower-cases it). Speakers come from ``utt2spk``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from asr.recipes import kaldi
+from asr.recipes.common import PrepareSummary
+
+
+def prepare(source: Path) -> PrepareSummary:
+    """Each Kaldi directory found (``train``, ``test``) becomes a split of that name."""
+    source = Path(source)
+    found = [d for d in ("train", "test") if (source / d / "wav.scp").is_file()]
+    if not found:
+        raise FileNotFoundError(f"{source}: no speechocean762 train/ or test/ Kaldi directory")
+    summary = PrepareSummary()
+    for name in found:
+        part = kaldi.prepare(source / name, audio_root=source)
+        summary.splits[name] = part.splits["all"]
+        summary.skipped.extend(part.skipped)
+    return summary
