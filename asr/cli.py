@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -96,6 +97,89 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.epochs=10")
 
 
+def _add_decoder_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "decoding",
+        "Greedy by default. Beam search: --decoder beam, optionally with a lexicon and "
+        "a KenLM word n-gram. --decoder-config reads a 'decoder:' YAML section (as 'asr lm tune' "
+        "writes); the flags below override it.",
+    )
+    g.add_argument("--decoder", choices=["greedy", "beam"], default=None)
+    g.add_argument("--decoder-config", type=Path, default=None)
+    g.add_argument("--beam-size", type=int, default=None)
+    g.add_argument("--lm", default=None, help="ARPA or KenLM binary word n-gram")
+    g.add_argument(
+        "--lexicon", default=None, help="word -> spelling file (from an ARPA LM if omitted)"
+    )
+    g.add_argument("--lm-weight", type=float, default=None)
+    g.add_argument("--word-score", type=float, default=None, help="insertion bonus per word")
+
+
+def _decoder(args: argparse.Namespace, tokenizer):
+    from asr.config import load_decoder_config
+    from asr.decode import build_decoder
+
+    cfg = load_decoder_config(
+        args.decoder_config,
+        kind=args.decoder,
+        beam_size=args.beam_size,
+        lm=args.lm,
+        lexicon=args.lexicon,
+        lm_weight=args.lm_weight,
+        word_score=args.word_score,
+    )
+    if args.decoder is None and args.decoder_config is None and (args.lm or args.beam_size):
+        cfg.kind = "beam"  # asking for an LM or a beam means beam search
+    return build_decoder(tokenizer, cfg)
+
+
+def _add_lm(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "lm",
+        help="build word language models and lexicons, tune LM weights",
+        description="Word n-gram language models for the beam decoder, without KenLM's tools.",
+    )
+    lm = p.add_subparsers(dest="lm_command", required=True, metavar="LM_COMMAND")
+    b = lm.add_parser(
+        "build",
+        help="estimate a modified Kneser-Ney n-gram and write it as ARPA",
+        description="Estimate an interpolated modified Kneser-Ney word n-gram from text files (a "
+        "sentence a line) or manifests (.jsonl, their 'text'), normalised as in training.",
+    )
+    b.add_argument("texts", nargs="+", type=Path)
+    b.add_argument("--order", type=int, default=3, help="n-gram order, 2 or more (default 3)")
+    b.add_argument("--out", type=Path, required=True, help="the .arpa file to write")
+    x = lm.add_parser(
+        "lexicon",
+        help="write the decoder's lexicon (word -> spelling)",
+        description="Write 'word w o r d |' lines from an ARPA model's unigrams, manifests (.jsonl) "
+        "or text files (every word). Words with characters outside the model's vocabulary are "
+        "skipped and counted.",
+    )
+    x.add_argument("sources", nargs="+", type=Path)
+    x.add_argument("--out", type=Path, required=True)
+    x.add_argument(
+        "--model", type=Path, default=None, help="model whose tokens spell (default: bundled)"
+    )
+    t = lm.add_parser(
+        "tune",
+        help="search LM weight and word score on a dev set",
+        description="Compute the model's emissions on a dev manifest once, beam-decode them over a "
+        "grid of LM weights and word scores in parallel processes, print the table and write the "
+        "best pair into a decoder config (--out) that --decoder-config accepts.",
+    )
+    t.add_argument("--model", type=Path, default=None, help="model file (default: bundled)")
+    t.add_argument("--manifest", type=Path, required=True, help="dev manifest (not the test set)")
+    t.add_argument("--lm", required=True)
+    t.add_argument("--lexicon", default=None, help="default: the ARPA model's words")
+    t.add_argument("--beam-size", type=int, default=64)
+    t.add_argument("--lm-weights", default="0,0.25,0.5,0.75,1,1.5,2")
+    t.add_argument("--word-scores", default="-1,0,1,2,3")
+    t.add_argument("--jobs", type=int, default=2, help="parallel decoding processes")
+    t.add_argument("--out", type=Path, required=True, help="decoder config YAML to write")
+    t.add_argument("--device", default="cpu")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr", description="CTC speech recognition toolkit.")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the training log too")
@@ -125,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="print each reference and hypothesis")
     p.add_argument("--batch-seconds", type=float, default=120.0)
     p.add_argument("--device", default="cpu")
+    _add_decoder_args(p)
 
     p = sub.add_parser(
         "transcribe",
@@ -136,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl", action="store_true", help="one JSON object per file")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
+    _add_decoder_args(p)
+
+    _add_lm(sub)
 
     p = sub.add_parser(
         "export",
@@ -216,7 +304,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         utts, rec.tokenizer, rec.sample_rate, args.batch_seconds, 64, 0, shuffle=False
     )
     result = evaluate(
-        rec.model, rec.features, rec.tokenizer, loader, rec.device, progress=sys.stderr.isatty()
+        rec.model,
+        rec.features,
+        rec.tokenizer,
+        loader,
+        rec.device,
+        progress=sys.stderr.isatty(),
+        decoder=_decoder(args, rec.tokenizer),
     )
     if args.show:
         for row in sorted(result.score.utterances, key=lambda r: r.id):
@@ -233,7 +327,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.transcribe import load_model
 
     rec = load_model(args.model, device=args.device)
-    hyps = rec.transcribe(args.files, batch_size=args.batch_size)
+    hyps = rec.transcribe(
+        args.files, batch_size=args.batch_size, decoder=_decoder(args, rec.tokenizer)
+    )
     for path, hyp in zip(args.files, hyps):
         if args.jsonl:
             print(json.dumps({"file": str(path), "text": hyp.text}, ensure_ascii=False))
@@ -253,12 +349,104 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lm(args: argparse.Namespace) -> int:
+    from asr import lm
+
+    if args.lm_command == "build":
+        if args.order < 2:
+            raise ValueError("--order must be 2 or more (KenLM reads no unigram-only model)")
+        sentences = lm.read_sentences(args.texts)
+        lm.write_arpa(sentences, args.out, args.order)
+        words = sum(len(s) for s in sentences)
+        print(f"wrote {args.out}: order {args.order}, {len(sentences)} sentences, {words} words")
+        return 0
+    if args.lm_command == "lexicon":
+        from asr.text import Tokenizer
+        from asr.transcribe import load_model
+
+        tokenizer = load_model(args.model).tokenizer if args.model else Tokenizer()
+        words: list[str] = []
+        for source in args.sources:
+            if source.suffix == ".arpa":
+                words += lm.arpa_words(source)
+            else:
+                words += [w for s in lm.read_sentences([source]) for w in s]
+        n, bad = lm.write_lexicon(sorted(set(words)), tokenizer, args.out)
+        print(f"wrote {args.out}: {n} words")
+        if bad:
+            print(
+                f"skipped words with characters outside the vocabulary: {dict(bad.most_common(10))}"
+            )
+        return 0
+    return _lm_tune(args)
+
+
+def _lm_tune(args: argparse.Namespace) -> int:
+    import yaml
+
+    from asr.config import DecoderConfig
+    from asr.decode import tune_weights
+    from asr.train import make_loader, normalized_utterances
+    from asr.transcribe import load_model
+
+    rec = load_model(args.model, device=args.device)
+    utts = normalized_utterances(str(args.manifest))
+    loader = make_loader(utts, rec.tokenizer, rec.sample_rate, 120.0, 64, 0, shuffle=False)
+    emissions, refs = [], []
+    for batch in loader:
+        log_probs, out_lens = rec.log_probs(batch.waves, batch.wav_lens)
+        for b, n in enumerate(out_lens.tolist()):
+            emissions.append(log_probs[b, :n].cpu().contiguous())
+        refs += batch.texts
+    cfg = DecoderConfig(
+        kind="beam", beam_size=args.beam_size, lm=args.lm, lexicon=args.lexicon or ""
+    )
+    floats = lambda text: [float(v) for v in text.split(",") if v.strip()]  # noqa: E731
+    table = tune_weights(
+        emissions,
+        refs,
+        rec.tokenizer,
+        cfg,
+        floats(args.lm_weights),
+        floats(args.word_scores),
+        args.jobs,
+    )
+    print(f"{'lm_weight':>9} {'word_score':>10} {'WER %':>7}")
+    for w, s, wer in sorted(table):
+        print(f"{w:9.2f} {s:10.2f} {100 * wer:7.2f}")
+    best_w, best_s, best_wer = table[0]
+    print(
+        f"best: lm_weight={best_w} word_score={best_s} WER {100 * best_wer:.2f}% on {args.manifest}"
+    )
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def rel(path: str) -> str:
+        return os.path.relpath(Path(path).resolve(), out.parent.resolve()) if path else ""
+
+    section = {
+        "kind": "beam",
+        "beam_size": args.beam_size,
+        "lm": rel(args.lm),
+        "lexicon": rel(args.lexicon or ""),
+        "lm_weight": best_w,
+        "word_score": best_s,
+    }
+    out.write_text(
+        f"# asr lm tune on {args.manifest}: WER {100 * best_wer:.2f}%\n"
+        + yaml.safe_dump({"decoder": section}, sort_keys=False)
+    )
+    print(f"wrote {out}")
+    return 0
+
+
 COMMANDS = {
     "prepare": cmd_prepare,
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "transcribe": cmd_transcribe,
     "export": cmd_export,
+    "lm": cmd_lm,
 }
 
 

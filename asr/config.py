@@ -92,12 +92,31 @@ class TrainConfig:
 
 
 @dataclass
+class DecoderConfig:
+    """How log-probabilities become text. ``beam`` uses flashlight-text through torchaudio."""
+
+    kind: Literal["greedy", "beam"] = "greedy"
+    beam_size: int = 64
+    beam_size_token: int = 0  # tokens considered per frame; 0: all
+    beam_threshold: float = 25.0  # prune hypotheses this far (log) below the best
+    lexicon: str = ""  # word -> spelling file; empty: lexicon-free (any character string)
+    lm: str = ""  # KenLM word n-gram (ARPA or binary); needs a lexicon
+    lm_weight: float = 0.5
+    word_score: float = 0.0  # insertion bonus per word
+    unk_score: float = float("-inf")  # score of a word outside the lexicon
+    sil_score: float = 0.0
+    log_add: bool = False  # merge paths of one prefix by log-sum-exp (True) or by max (faster)
+    nbest: int = 1
+
+
+@dataclass
 class Config:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
 
 
 class ConfigError(ValueError):
@@ -217,3 +236,29 @@ def config_from_dict(cls: type, values: dict[str, Any], where: str = "checkpoint
 
 def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def load_decoder_config(path: str | Path | None = None, **values: Any) -> DecoderConfig:
+    """A :class:`DecoderConfig` from a YAML file's ``decoder:`` section, then ``values`` on top.
+
+    Relative ``lm`` and ``lexicon`` paths in the file are taken relative to the file's folder, so
+    a tuned config and its LM can move together. ``values`` that are ``None`` are ignored.
+    """
+    cfg = DecoderConfig()
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: decoder config not found") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict) or "decoder" not in data:
+            raise ConfigError(f"{path}: expected a 'decoder:' section")
+        update_dataclass(cfg, data["decoder"], str(path), prefix="decoder.")
+        for key in ("lm", "lexicon"):
+            value = getattr(cfg, key)
+            if value and not Path(value).is_absolute():
+                setattr(cfg, key, str(path.parent / value))
+    update_dataclass(cfg, {k: v for k, v in values.items() if v is not None}, "command line")
+    return cfg

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import tempfile
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
-from asr.text import Tokenizer
+from asr.config import DecoderConfig
+from asr.text import SPACE, Tokenizer
 
 
 @dataclass
@@ -58,3 +64,216 @@ def greedy_decode(
             )
         )
     return hyps
+
+
+class DecoderError(ValueError):
+    """A decoder that cannot be built: a missing or corrupt lexicon or language model."""
+
+
+SIL_TOKEN = "|"  # flashlight's word separator; our tokenizer's space maps to it
+
+
+def _check_file(path: str, what: str) -> None:
+    if not Path(path).is_file():
+        raise DecoderError(f"{path}: {what} not found")
+
+
+def check_lexicon(path: str, tokenizer: Tokenizer) -> None:
+    """Raise naming the file and line if a lexicon entry is malformed or spells with unknown tokens."""
+    known = set(tokenizer.tokens) | {SIL_TOKEN}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise DecoderError(f"{path}: line {n}: expected 'word spelling...'")
+            unknown = [t for t in fields[1:] if t not in known]
+            if unknown:
+                raise DecoderError(
+                    f"{path}: line {n}: tokens {unknown} are not in the model's vocabulary"
+                )
+
+
+class GreedyDecoder:
+    """Best-path decoding behind the same interface as :class:`BeamDecoder`."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, log_probs: torch.Tensor, out_lens: torch.Tensor) -> list[Hypothesis]:
+        return greedy_decode(log_probs, out_lens, self.tokenizer)
+
+
+class BeamDecoder:
+    """CTC prefix beam search (flashlight-text via torchaudio's ``ctc_decoder``).
+
+    Lexicon-free by default (any character string); with a lexicon, only its words, and with a
+    KenLM word n-gram, scored by it (``lm_weight * log p_lm + word_score`` per word).
+
+    Args:
+        tokenizer: the model's tokens; its space is the word separator.
+        cfg: beam sizes, lexicon, LM and weights.
+
+    Raises:
+        DecoderError: a missing or unreadable lexicon or LM, or an LM without a lexicon.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, cfg: DecoderConfig) -> None:
+        from torchaudio.models.decoder import ctc_decoder
+
+        if SPACE not in tokenizer.tokens:
+            raise DecoderError("beam search needs a tokenizer with a space (the word separator)")
+        self.tokenizer = tokenizer
+        if cfg.lm and not cfg.lexicon and str(cfg.lm).endswith(".arpa"):
+            cfg = replace(cfg, lexicon=self._lexicon_from_arpa(cfg.lm, tokenizer))
+            weakref.finalize(self, os.unlink, cfg.lexicon)
+        self.cfg = cfg
+        if cfg.lexicon:
+            _check_file(cfg.lexicon, "lexicon")
+            check_lexicon(cfg.lexicon, tokenizer)
+        if cfg.lm:
+            _check_file(cfg.lm, "language model")
+            if not cfg.lexicon:
+                raise DecoderError(
+                    f"{cfg.lm}: a word language model needs a lexicon (decoder.lexicon; "
+                    "'asr lm lexicon' writes one)"
+                )
+        tokens = [SIL_TOKEN if t == SPACE else t for t in tokenizer.tokens]
+        try:
+            self._decoder = ctc_decoder(
+                lexicon=cfg.lexicon or None,
+                tokens=tokens,
+                lm=cfg.lm or None,
+                nbest=cfg.nbest,
+                beam_size=cfg.beam_size,
+                beam_size_token=cfg.beam_size_token or None,
+                beam_threshold=cfg.beam_threshold,
+                lm_weight=cfg.lm_weight,
+                word_score=cfg.word_score,
+                unk_score=cfg.unk_score,
+                sil_score=cfg.sil_score,
+                log_add=cfg.log_add,
+                blank_token=tokenizer.tokens[tokenizer.blank_id],
+                sil_token=SIL_TOKEN,
+            )
+        except (RuntimeError, ValueError, IndexError) as exc:
+            where = cfg.lm or cfg.lexicon
+            raise DecoderError(f"{where}: cannot load ({exc})") from None
+
+    @staticmethod
+    def _lexicon_from_arpa(lm: str, tokenizer: Tokenizer) -> str:
+        """Spell every unigram of an ARPA model into a temporary lexicon file."""
+        from asr.lm import LMError, arpa_words, write_lexicon
+
+        _check_file(lm, "language model")
+        try:
+            words = arpa_words(lm)
+        except (LMError, UnicodeDecodeError) as exc:
+            raise DecoderError(f"{lm}: cannot read its words ({exc})") from None
+        fd, path = tempfile.mkstemp(prefix="lexicon-", suffix=".txt")
+        os.close(fd)
+        write_lexicon(words, tokenizer, path)
+        return path
+
+    def _hypothesis(self, result) -> Hypothesis:
+        ids = result.tokens.tolist()
+        # torchaudio counts frames over flashlight's path, which starts with one extra step
+        frames = [max(0, t - 1) for t in result.timesteps.tolist()]
+        # flashlight adds word separators at both ends; keep real characters with their frames
+        pairs = [(i, t) for i, t in zip(ids, frames) if i != self.tokenizer.blank_id]
+        while pairs and self.tokenizer.tokens[pairs[0][0]] == SPACE:
+            pairs.pop(0)
+        while pairs and self.tokenizer.tokens[pairs[-1][0]] == SPACE:
+            pairs.pop()
+        text = (
+            " ".join(result.words)
+            if self.cfg.lexicon
+            else self.tokenizer.decode(i for i, _ in pairs)
+        )
+        return Hypothesis(
+            text=" ".join(text.split()),
+            tokens=[i for i, _ in pairs],
+            frames=[t for _, t in pairs],
+            score=float(result.score),
+        )
+
+    def nbest(self, log_probs: torch.Tensor, out_lens: torch.Tensor) -> list[list[Hypothesis]]:
+        """Up to ``cfg.nbest`` hypotheses per utterance, best first."""
+        emissions = log_probs.detach().float().cpu().contiguous()  # (B, T, V)
+        results = self._decoder(emissions, out_lens.cpu().to(torch.int32))
+        return [[self._hypothesis(r) for r in utt] or [Hypothesis("")] for utt in results]
+
+    def __call__(self, log_probs: torch.Tensor, out_lens: torch.Tensor) -> list[Hypothesis]:
+        return [hyps[0] for hyps in self.nbest(log_probs, out_lens)]
+
+
+def build_decoder(
+    tokenizer: Tokenizer, cfg: DecoderConfig | None = None
+) -> GreedyDecoder | BeamDecoder:
+    """The decoder ``cfg.kind`` names (greedy when ``cfg`` is None)."""
+    if cfg is None or cfg.kind == "greedy":
+        return GreedyDecoder(tokenizer)
+    return BeamDecoder(tokenizer, cfg)
+
+
+# --- LM weight tuning: emissions computed once, the grid decoded in parallel processes ---
+
+_TUNE: dict = {}
+
+
+def _tune_init(
+    emissions: list[torch.Tensor], refs: list[str], tokenizer: Tokenizer, cfg: DecoderConfig
+) -> None:
+    _TUNE.update(emissions=emissions, refs=refs, tokenizer=tokenizer, cfg=cfg)
+
+
+def _tune_point(point: tuple[float, float]) -> tuple[float, float, int, int]:
+    from asr.metrics import word_errors
+
+    lm_weight, word_score = point
+    cfg = replace(_TUNE["cfg"], lm_weight=lm_weight, word_score=word_score, nbest=1)
+    decoder = BeamDecoder(_TUNE["tokenizer"], cfg)
+    errors = words = 0
+    for emission, ref in zip(_TUNE["emissions"], _TUNE["refs"]):
+        hyp = decoder(emission[None], torch.tensor([emission.shape[0]]))[0]
+        counts = word_errors(ref, hyp.text)
+        errors, words = errors + counts.errors, words + counts.ref_len
+    return lm_weight, word_score, errors, words
+
+
+def tune_weights(
+    emissions: list[torch.Tensor],
+    refs: list[str],
+    tokenizer: Tokenizer,
+    cfg: DecoderConfig,
+    lm_weights: Sequence[float],
+    word_scores: Sequence[float],
+    jobs: int = 2,
+) -> list[tuple[float, float, float]]:
+    """WER of every (lm_weight, word_score) pair on a dev set, best first.
+
+    Args:
+        emissions: per-utterance log-probabilities ``(T, V)``, computed once by the caller.
+        refs: the normalised reference transcripts.
+        tokenizer: the model's tokens.
+        cfg: the decoder's other settings (beam size, LM, lexicon).
+        lm_weights, word_scores: the grid.
+        jobs: processes decoding grid points in parallel.
+
+    Returns:
+        ``[(lm_weight, word_score, wer), ...]`` sorted by WER.
+    """
+    BeamDecoder(tokenizer, cfg)  # fail here, once, on a bad LM or lexicon
+    grid = [(w, s) for w in lm_weights for s in word_scores]
+    args = (emissions, refs, tokenizer, cfg)
+    if jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(jobs, initializer=_tune_init, initargs=args) as pool:
+            results = pool.map(_tune_point, grid)
+    else:
+        _tune_init(*args)
+        results = [_tune_point(p) for p in grid]
+    table = [(w, s, e / max(1, n)) for w, s, e, n in results]
+    return sorted(table, key=lambda r: (r[2], r[0]))

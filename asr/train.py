@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from asr.data import (
     filter_utterances,
     read_manifest,
 )
-from asr.decode import greedy_decode
+from asr.decode import GreedyDecoder
 from asr.features import FeatureExtractor, spec_augment
 from asr.metrics import Score, score
 from asr.model import AcousticModel, count_parameters
@@ -141,8 +142,10 @@ def evaluate(
     loader: DataLoader,
     device: torch.device,
     progress: bool = False,
+    decoder: Callable[[torch.Tensor, torch.Tensor], list] | None = None,
 ) -> EvalResult:
-    """CTC loss and greedy WER/CER of ``model`` over ``loader``."""
+    """CTC loss and WER/CER of ``model`` over ``loader`` (greedy unless ``decoder`` is given)."""
+    decoder = decoder or GreedyDecoder(tokenizer)
     model.eval()
     total_loss, total_utts = 0.0, 0
     ids, refs, hyps = [], [], []
@@ -152,9 +155,7 @@ def evaluate(
         log_probs, out_lens = model(feats, feat_lens)
         total_loss += float(ctc_loss(log_probs, out_lens, batch)) * len(batch.ids)
         total_utts += len(batch.ids)
-        for utt_id, ref, hyp in zip(
-            batch.ids, batch.texts, greedy_decode(log_probs, out_lens, tokenizer)
-        ):
+        for utt_id, ref, hyp in zip(batch.ids, batch.texts, decoder(log_probs, out_lens)):
             ids.append(utt_id)
             refs.append(ref)
             hyps.append(hyp.text)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +12,12 @@ from asr.audio import load_audio
 from asr.checkpoint import ModelFileError, read_model_file
 from asr.config import FeatureConfig, ModelConfig, config_from_dict
 from asr.data import Example, collate
-from asr.decode import Hypothesis, greedy_decode
+from asr.decode import GreedyDecoder, Hypothesis
 from asr.features import FeatureExtractor
 from asr.model import AcousticModel
 from asr.text import Tokenizer
 
+Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]
 DEFAULT_MODEL = Path(__file__).parent / "pretrained" / "default.pt"
 
 
@@ -51,13 +52,26 @@ class Recognizer:
         feats, feat_lens = self.features(waves.to(self.device), wav_lens.to(self.device))
         return self.model(feats, feat_lens)
 
-    def transcribe_waves(self, waves: Sequence[torch.Tensor]) -> list[Hypothesis]:
-        """Greedy transcripts of mono waveforms at :attr:`sample_rate`, batched together."""
+    def transcribe_waves(
+        self, waves: Sequence[torch.Tensor], decoder: Decoder | None = None
+    ) -> list[Hypothesis]:
+        """Transcripts of mono waveforms at :attr:`sample_rate`, batched together.
+
+        Args:
+            waves: ``(N,)`` waveforms.
+            decoder: ``(log_probs, out_lens) -> hypotheses`` (greedy by default; see
+                :func:`asr.decode.build_decoder`).
+        """
         batch = collate([Example(str(i), w, [], "") for i, w in enumerate(waves)])
         log_probs, out_lens = self.log_probs(batch.waves, batch.wav_lens)
-        return greedy_decode(log_probs, out_lens, self.tokenizer)
+        return (decoder or GreedyDecoder(self.tokenizer))(log_probs, out_lens)
 
-    def transcribe(self, paths: Sequence[str | Path], batch_size: int = 16) -> list[Hypothesis]:
+    def transcribe(
+        self,
+        paths: Sequence[str | Path],
+        batch_size: int = 16,
+        decoder: Decoder | None = None,
+    ) -> list[Hypothesis]:
         """Transcribe audio files, ``batch_size`` at a time, length-sorted to keep padding small.
 
         Raises:
@@ -68,7 +82,7 @@ class Recognizer:
         hyps: list[Hypothesis | None] = [None] * len(waves)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            for i, hyp in zip(chunk, self.transcribe_waves([waves[i] for i in chunk])):
+            for i, hyp in zip(chunk, self.transcribe_waves([waves[i] for i in chunk], decoder)):
                 hyps[i] = hyp
         return hyps  # type: ignore[return-value]
 

@@ -77,3 +77,86 @@ def test_errors_are_reported_not_raised(trained_model, tmp_path, capsys):
     bad.write_text('{"id": "a"}\n')
     assert main(["evaluate", "--model", str(trained_model), "--manifest", str(bad)]) == 2
     assert "bad.jsonl: line 1: missing 'audio'" in capsys.readouterr().err
+
+
+def test_beam_decoding_and_lm_tuning_from_the_command_line(
+    trained_model, tmp_path, capsys, example_records
+):
+    manifest = ROOT / "examples" / "examples.jsonl"
+    lm = tmp_path / "lm" / "digits.arpa"
+    assert main(["lm", "build", str(manifest), "--order", "2", "--out", str(lm)]) == 0
+    out = tmp_path / "decoder.yaml"
+    args = [
+        "lm",
+        "tune",
+        "--model",
+        str(trained_model),
+        "--manifest",
+        str(manifest),
+        "--lm",
+        str(lm),
+        "--lm-weights",
+        "0,1",
+        "--word-scores",
+        "0,2",
+        "--beam-size",
+        "8",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "best: lm_weight=" in printed
+        and len([l for l in printed.splitlines() if l.strip()[:1].isdigit()]) == 4
+    )
+    import yaml
+
+    section = yaml.safe_load(out.read_text())["decoder"]
+    assert section["kind"] == "beam" and section["lm"] == "lm/digits.arpa"  # relative to the YAML
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(trained_model),
+                "--manifest",
+                str(manifest),
+                "--decoder-config",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "WER" in capsys.readouterr().out
+    files = [str(ROOT / "examples" / r["audio"]) for r in example_records[:2]]
+    assert (
+        main(
+            [
+                "transcribe",
+                "--model",
+                str(trained_model),
+                "--decoder",
+                "beam",
+                "--beam-size",
+                "4",
+                *files,
+            ]
+        )
+        == 0
+    )
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert (
+        main(
+            [
+                "transcribe",
+                "--model",
+                str(trained_model),
+                "--lm",
+                str(tmp_path / "none.arpa"),
+                *files,
+            ]
+        )
+        == 2
+    )
+    assert "none.arpa: language model not found" in capsys.readouterr().err

@@ -32,3 +32,122 @@ def test_greedy_ignores_padding_frames():
 def test_greedy_empty():
     tok = Tokenizer(["a"])
     assert greedy_decode(_log_probs([0, 0], 2)[None], torch.tensor([2]), tok)[0].text == ""
+
+
+# --- beam search ---
+
+import itertools  # noqa: E402
+
+import pytest  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from asr.config import DecoderConfig  # noqa: E402
+from asr.decode import BeamDecoder, DecoderError, build_decoder  # noqa: E402
+from asr.lm import write_arpa  # noqa: E402
+
+
+def test_beam_of_one_without_lm_equals_greedy():
+    tok = Tokenizer()
+    torch.manual_seed(0)
+    # peaky, model-like posteriors: mostly blank, with random characters
+    logits = torch.randn(4, 60, len(tok)) * 4
+    logits[..., 0] += 3
+    lp = logits.log_softmax(-1)
+    lens = torch.tensor([60, 45, 30, 12])
+    greedy = greedy_decode(lp, lens, tok)
+    beam = BeamDecoder(tok, DecoderConfig(kind="beam", beam_size=1, beam_threshold=1e9))(lp, lens)
+    assert [h.text for h in beam] == [h.text for h in greedy]
+    assert [h.tokens for h in beam] == [h.tokens for h in greedy]
+    assert [h.frames for h in beam] == [h.frames for h in greedy]
+
+
+def _ctc_log_prob(lp: torch.Tensor, labels: list[int]) -> float:
+    """log P(labels | x): CTC's sum over every alignment (by torch's ctc_loss)."""
+    if not labels:
+        return float(lp[:, 0].sum())
+    loss = F.ctc_loss(
+        lp[:, None],
+        torch.tensor([labels]),
+        torch.tensor([lp.shape[0]]),
+        torch.tensor([len(labels)]),
+        reduction="sum",
+    )
+    return -float(loss)
+
+
+def test_beam_finds_the_brute_force_best_labelling():
+    tok = Tokenizer(["a", "b", " "])
+    # blank wins every frame (greedy says ""), but "ab" collects more probability over its paths
+    probs = torch.tensor(
+        [
+            [0.40, 0.35, 0.20, 0.05],
+            [0.40, 0.35, 0.20, 0.05],
+            [0.40, 0.20, 0.35, 0.05],
+            [0.40, 0.20, 0.35, 0.05],
+        ]
+    )
+    lp = probs.log()
+    labels = [1, 2]  # a, b (space excluded to keep words single)
+    candidates = [list(s) for n in range(0, 5) for s in itertools.product(labels, repeat=n)]
+    best = max(candidates, key=lambda c: _ctc_log_prob(lp, c))
+    assert greedy_decode(lp[None], torch.tensor([4]), tok)[0].text == ""
+    cfg = DecoderConfig(kind="beam", beam_size=32, beam_threshold=1e9, log_add=True)
+    hyp = BeamDecoder(tok, cfg)(lp[None], torch.tensor([4]))[0]
+    assert hyp.tokens == best == [1, 2]
+
+
+def _cat_or_cap(tok: Tokenizer) -> torch.Tensor:
+    """Emissions that spell "cap" slightly more clearly than "cat"."""
+    frames = [("c", 0.9), ("a", 0.9), (None, 0.0)]
+    lp = torch.full((len(frames) + 2, len(tok)), 1e-4)
+    for t, (ch, p) in enumerate(frames):
+        if ch:
+            lp[t, tok.encode(ch)[0]] = p
+    lp[2, tok.encode("p")[0]] = 0.55
+    lp[2, tok.encode("t")[0]] = 0.45
+    lp[3:, 0] = 1.0
+    return (lp / lp.sum(-1, keepdim=True)).log()[None]
+
+
+def test_a_language_model_pulls_toward_its_word(tmp_path):
+    tok = Tokenizer()
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("cat c a t |\ncap c a p |\n")
+    lm = write_arpa(
+        [["the", "cat"]] * 20 + [["cat"]] * 20 + [["cap"]], tmp_path / "lm.arpa", order=2
+    )
+    lp, lens = _cat_or_cap(tok), torch.tensor([5])
+    plain = BeamDecoder(tok, DecoderConfig(kind="beam", lexicon=str(lexicon)))(lp, lens)[0]
+    assert plain.text == "cap"
+    with_lm = BeamDecoder(
+        tok, DecoderConfig(kind="beam", lexicon=str(lexicon), lm=str(lm), lm_weight=2.0)
+    )
+    assert with_lm(lp, lens)[0].text == "cat"
+    # the lexicon can also come from the ARPA model's own words
+    auto = BeamDecoder(tok, DecoderConfig(kind="beam", lm=str(lm), lm_weight=2.0))
+    assert auto(lp, lens)[0].text == "cat"
+    nbest = BeamDecoder(tok, DecoderConfig(kind="beam", lexicon=str(lexicon), nbest=2)).nbest(
+        lp, lens
+    )[0]
+    assert [h.text for h in nbest] == ["cap", "cat"] and nbest[0].score >= nbest[1].score
+
+
+def test_bad_lm_and_lexicon_files(tmp_path):
+    tok = Tokenizer()
+    with pytest.raises(DecoderError, match="nope.arpa: language model not found"):
+        BeamDecoder(tok, DecoderConfig(kind="beam", lm=str(tmp_path / "nope.arpa")))
+    corrupt = tmp_path / "corrupt.bin"
+    corrupt.write_bytes(b"\x00garbage" * 10)
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("cat c a t |\n")
+    with pytest.raises(DecoderError, match="corrupt.bin: cannot load"):
+        BeamDecoder(tok, DecoderConfig(kind="beam", lm=str(corrupt), lexicon=str(lexicon)))
+    bad_arpa = tmp_path / "bad.arpa"
+    bad_arpa.write_text("this is not an arpa file\n")
+    with pytest.raises(DecoderError, match="bad.arpa"):
+        BeamDecoder(tok, DecoderConfig(kind="beam", lm=str(bad_arpa)))
+    bad_lex = tmp_path / "bad_lexicon.txt"
+    bad_lex.write_text("cat c a t |\nnaïve n a ï v e |\n")
+    with pytest.raises(DecoderError, match=r"bad_lexicon.txt: line 2: tokens \['ï'\]"):
+        BeamDecoder(tok, DecoderConfig(kind="beam", lexicon=str(bad_lex)))
+    assert isinstance(build_decoder(tok, DecoderConfig(kind="greedy")), object)
