@@ -45,11 +45,16 @@ class WaveAugment:
         factors = self.cfg.speed_factors
         if factors:
             wave = speed_perturb(wave, factors[int(torch.randint(len(factors), ()))])
+        if self.cfg.crop_end_prob > 0 and float(torch.rand(())) < self.cfg.crop_end_prob:
+            cut = float(torch.rand(())) * self.cfg.crop_end_max
+            wave = wave[: max(1, int(round(len(wave) * (1 - cut))))]
         if self.cfg.noise_prob > 0 and float(torch.rand(())) < self.cfg.noise_prob:
             lo, hi = self.cfg.noise_snr_db
             wave = add_noise(wave, lo + (hi - lo) * float(torch.rand(())))
         return wave
 
     @property
-    def max_speed(self) -> float:
-        return max(self.cfg.speed_factors, default=1.0)
+    def min_length_ratio(self) -> float:
+        """The shortest a clip can become, as a fraction of its length (for the CTC length check)."""
+        crop = self.cfg.crop_end_max if self.cfg.crop_end_prob > 0 else 0.0
+        return (1 - crop) / max(self.cfg.speed_factors, default=1.0)

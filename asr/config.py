@@ -47,6 +47,10 @@ class AugmentConfig:
     speed_factors: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]
     noise_prob: float = 0.0  # chance of adding white noise to an utterance
     noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])  # [low, high]
+    # isolated-word corpora, whose takes are sometimes clipped: chance of cutting off the clip's end,
+    # and the largest fraction cut (never for sentences: it would cut words off their transcript)
+    crop_end_prob: float = 0.0
+    crop_end_max: float = 0.25
     spec_augment: bool = True
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 
@@ -67,7 +71,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train: str = ""  # manifest paths (JSON Lines)
+    train: str = ""  # manifest paths (JSON Lines); several separated by commas
     valid: str = ""
     max_duration: float = 30.0  # seconds; longer utterances are dropped with a count
     min_duration: float = 0.05

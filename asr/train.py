@@ -84,8 +84,9 @@ def lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float):
     return factor
 
 
-def normalized_utterances(path: str) -> list[Utterance]:
-    utts = read_manifest(path)
+def normalized_utterances(paths: str) -> list[Utterance]:
+    """Read one manifest, or several separated by commas, with transcripts normalised."""
+    utts = [u for path in paths.split(",") if path.strip() for u in read_manifest(path.strip())]
     for utt in utts:
         utt.text = normalize_text(utt.text)
     return utts
@@ -240,14 +241,14 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool) -> dict:
     augment = WaveAugment(cfg.augment)
     loaders = {}
     for split, path in (("train", cfg.data.train), ("valid", cfg.data.valid)):
-        # sped-up copies are shorter: a training transcript must fit the fastest one
-        speed = augment.max_speed if split == "train" else 1.0
+        # sped-up or cropped copies are shorter: a training transcript must fit the shortest one
+        ratio = augment.min_length_ratio if split == "train" else 1.0
         utts, report = filter_utterances(
             normalized_utterances(path),
             tokenizer,
             cfg.data.min_duration,
             cfg.data.max_duration,
-            lambda seconds, speed=speed: out_frames(seconds / speed),
+            lambda seconds, ratio=ratio: out_frames(seconds * ratio),
         )
         log.info(report.summary(f"{split} ({path})"))
         if not utts:

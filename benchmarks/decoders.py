@@ -1,0 +1,129 @@
+"""Greedy vs our beam decoder vs pyctcdecode, on the same saved emissions, the same LM and beam.
+
+Prints WER and milliseconds per utterance (decoding only; the acoustic model runs once, and its
+emissions are saved to --emissions so reruns skip it):
+
+    pip install -e ".[bench]"      # pyctcdecode
+    python benchmarks/decoders.py --model asr/pretrained/default.pt \\
+        --manifest data/default/speechocean762/test.jsonl --decoder-config exp/lm/decoder.yaml
+
+Both beam decoders get the same KenLM model, the same LM weight (pyctcdecode's alpha) and word
+score (its beta), and the same words (our lexicon; pyctcdecode's unigram list). Both run in this
+one process, one utterance at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from asr.config import load_decoder_config
+from asr.decode import BeamDecoder, greedy_decode
+from asr.lm import arpa_words
+from asr.metrics import score
+from asr.train import make_loader, normalized_utterances
+from asr.transcribe import load_model
+
+
+def emissions_for(model_path: Path | None, manifest: Path, cache: Path | None) -> dict:
+    if cache and cache.is_file():
+        return torch.load(cache, weights_only=True)
+    rec = load_model(model_path)
+    utts = normalized_utterances(str(manifest))
+    loader = make_loader(utts, rec.tokenizer, rec.sample_rate, 120.0, 64, 0, shuffle=False)
+    ids, refs, emissions = [], [], []
+    for batch in loader:
+        log_probs, out_lens = rec.log_probs(batch.waves, batch.wav_lens)
+        for b, n in enumerate(out_lens.tolist()):
+            emissions.append(log_probs[b, :n].contiguous())
+        ids += batch.ids
+        refs += batch.texts
+    saved = {"ids": ids, "refs": refs, "emissions": emissions, "tokens": rec.tokenizer.tokens}
+    if cache:
+        torch.save(saved, cache)
+    return saved
+
+
+def run(decode, emissions: list[torch.Tensor]) -> tuple[list[str], float]:
+    decode(emissions[0])  # warm-up
+    t0 = time.perf_counter()
+    hyps = [decode(e) for e in emissions]
+    return hyps, 1000 * (time.perf_counter() - t0) / len(emissions)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument(
+        "--decoder-config", type=Path, help="tuned weights, LM and lexicon (asr lm tune)"
+    )
+    parser.add_argument("--lm", default=None)
+    parser.add_argument("--lexicon", default=None)
+    parser.add_argument("--beams", default="16,64,256")
+    parser.add_argument("--emissions", type=Path, default=None, help="cache file for the emissions")
+    parser.add_argument("--limit", type=int, default=0, help="first N utterances only")
+    args = parser.parse_args()
+    torch.set_num_threads(
+        1
+    )  # decoding is single-threaded in both libraries; keep timings comparable
+
+    saved = emissions_for(args.model, args.manifest, args.emissions)
+    ids, refs, emissions = saved["ids"], saved["refs"], saved["emissions"]
+    if args.limit:
+        ids, refs, emissions = ids[: args.limit], refs[: args.limit], emissions[: args.limit]
+    from asr.text import Tokenizer
+
+    tok = Tokenizer(saved["tokens"][1:])
+    base = load_decoder_config(args.decoder_config, kind="beam", lm=args.lm, lexicon=args.lexicon)
+    print(
+        f"{len(emissions)} utterances from {args.manifest}; LM {base.lm or 'none'}; "
+        f"lm_weight {base.lm_weight}, word_score {base.word_score}"
+    )
+    print()
+    print(f"| {'decoder':<22} | {'beam':>5} | {'WER %':>7} | {'ms/utt':>8} | {'vs ours':>8} |")
+    print(f"|{'-' * 24}|{'-' * 7}|{'-' * 9}|{'-' * 10}|{'-' * 10}|")
+
+    hyps, ms = run(lambda e: greedy_decode(e[None], torch.tensor([len(e)]), tok)[0].text, emissions)
+    print(
+        f"| {'greedy':<22} | {'-':>5} | {100 * score(ids, refs, hyps).wer:7.2f} | {ms:8.2f} | {'':>8} |"
+    )
+
+    pyctc = None
+    try:
+        from pyctcdecode import build_ctcdecoder
+
+        labels = ["", *tok.tokens[1:]]
+        unigrams = arpa_words(base.lm) if base.lm and base.lm.endswith(".arpa") else None
+        pyctc = build_ctcdecoder(
+            labels,
+            kenlm_model_path=base.lm or None,
+            unigrams=unigrams,
+            alpha=base.lm_weight,
+            beta=base.word_score,
+        )
+    except ImportError:
+        print("(pyctcdecode is not installed: pip install -e '.[bench]')")
+
+    for beam in [int(b) for b in args.beams.split(",")]:
+        from dataclasses import replace
+
+        ours = BeamDecoder(tok, replace(base, beam_size=beam))
+        hyps, ms_ours = run(lambda e, d=ours: d(e[None], torch.tensor([len(e)]))[0].text, emissions)
+        print(
+            f"| {'ours (flashlight)':<22} | {beam:5d} | {100 * score(ids, refs, hyps).wer:7.2f} | {ms_ours:8.2f} | {'1.0x':>8} |"
+        )
+        if pyctc is not None:
+            hyps, ms = run(lambda e, b=beam: pyctc.decode(e.numpy(), beam_width=b), emissions)
+            print(
+                f"| {'pyctcdecode':<22} | {beam:5d} | {100 * score(ids, refs, hyps).wer:7.2f} | {ms:8.2f} | {ms / ms_ours:7.1f}x |"
+            )
+
+
+if __name__ == "__main__":
+    main()
