@@ -8,6 +8,7 @@ band-limited sinc interpolation.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,47 @@ def audio_duration(path: str | Path) -> float:
         pass
     data, rate = _read(path, 0.0, None)
     return data.shape[0] / rate
+
+
+def read_windows(
+    path: str | Path, sample_rate: int, chunk: int, pad: int
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Read a long file in overlapping windows, never all of it at once (where the format seeks).
+
+    Window ``c`` covers samples ``[c*chunk - pad, (c+1)*chunk + pad)`` at ``sample_rate``, clipped to
+    the file. Memory stays flat with the file's length.
+
+    Yields:
+        ``(start, wave)``: the window's first sample (at ``sample_rate``) and its mono waveform.
+
+    Raises:
+        AudioError: the file is missing, unreadable, empty or holds non-finite samples.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: audio file not found")
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        wave = load_audio(path, sample_rate)  # formats soundfile cannot read: decode it whole
+        for start in range(0, max(1, len(wave)), chunk):
+            lo = max(0, start - pad)
+            yield lo, wave[lo : start + chunk + pad]
+        return
+    with f:
+        native = f.samplerate
+        total = int(f.frames * sample_rate / native)
+        if f.frames <= 0:
+            raise AudioError(f"{path}: audio file holds no samples")
+        for start in range(0, total, chunk):
+            lo, hi = max(0, start - pad), min(total, start + chunk + pad)
+            f.seek(int(lo * native / sample_rate))
+            data = f.read(
+                int(round((hi - lo) * native / sample_rate)), dtype="float32", always_2d=True
+            )
+            if not np.isfinite(data).all():
+                raise AudioError(f"{path}: audio holds non-finite samples (NaN or inf)")
+            wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+            if native != sample_rate:
+                wave = AF.resample(wave, native, sample_rate)
+            yield lo, wave

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
 from asr.audio import AudioError
 from asr.checkpoint import ModelFileError
 from asr.config import ConfigError
@@ -214,26 +216,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "transcribe",
         help="transcribe audio files",
-        description="Print one line per file: 'FILE<TAB>TRANSCRIPT' (or JSON lines with --jsonl).",
+        description="Transcribe files, folders (searched recursively for audio) and globs, of any "
+        "length (long ones are cut at pauses). To stdout: 'FILE<TAB>TRANSCRIPT' lines (txt), or each "
+        "file in --format; with --output-dir, one FILE.<format> per input. A file that fails is "
+        "reported and the rest go on; the exit status is 1 if any failed.",
     )
-    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("inputs", nargs="+", help="audio files, folders or glob patterns")
     p.add_argument("--model", type=Path, default=None, help="model file (default: bundled)")
-    p.add_argument("--jsonl", action="store_true", help="one JSON object per file")
+    p.add_argument("--format", choices=["txt", "json", "jsonl", "srt", "vtt", "tsv"], default="txt")
+    p.add_argument("--jsonl", action="store_true", help="same as --format jsonl")
+    p.add_argument("--output-dir", type=Path, default=None, help="write one file per input here")
+    p.add_argument("--no-timestamps", action="store_true", help="skip word alignment (faster)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
     _add_decoder_args(p)
+
+    p = sub.add_parser(
+        "align",
+        help="forced alignment of a known transcript",
+        description="Place a given transcript in the audio: word and character start/end times. "
+        "TEXT is the transcript itself or a file holding it. Fails clearly when the text cannot be "
+        "aligned (characters outside the vocabulary, more characters than the audio has frames).",
+    )
+    p.add_argument("audio", type=Path)
+    p.add_argument("text", help="the transcript, or a .txt file holding it")
+    p.add_argument("--model", type=Path, default=None, help="model file (default: bundled)")
+    p.add_argument("--format", choices=["json", "tsv", "textgrid"], default="json")
+    p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
 
     _add_lm(sub)
 
     p = sub.add_parser(
         "export",
-        help="write a model file for release",
-        description="Copy a model file or training checkpoint without its training state "
-        "(optimiser, history), optionally with float16 weights.",
+        help="write a model file for release, or TorchScript / ONNX",
+        description="--format asr (default): a model file without the training state (optimiser, "
+        "history), optionally with float16 weights. --format torchscript | onnx: the feature front "
+        "end and the model as one graph, waves (B, N) and wav_lens (B,) in, log_probs (B, T, V) "
+        "and out_lens (B,) out, with the vocabulary stored beside it.",
     )
-    p.add_argument("--model", type=Path, required=True, help="model file or checkpoint (best.pt)")
+    p.add_argument(
+        "--model", type=Path, default=None, help="model file or checkpoint (default: bundled)"
+    )
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    p.add_argument("--format", choices=["asr", "torchscript", "onnx"], default="asr")
+    p.add_argument("--half", action="store_true", help="asr format: store weights as float16")
     return parser
 
 
@@ -323,28 +349,135 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """Files, folders (recursively, by audio extension) and globs -> (audio paths, unmatched inputs)."""
+    import glob
+
+    from asr.audio import AUDIO_EXTENSIONS
+
+    paths, missing = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        elif path.exists():
+            found = [path]
+        else:
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+        if found:
+            paths += found
+        else:
+            missing.append(item)
+    return list(dict.fromkeys(paths)), missing
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    from asr.formats import output_path, render
     from asr.transcribe import load_model
 
+    fmt = "jsonl" if args.jsonl else args.format
+    paths, missing = expand_inputs(args.inputs)
+    for item in missing:
+        print(f"asr transcribe: {item}: no such file, folder or matching audio", file=sys.stderr)
     rec = load_model(args.model, device=args.device)
-    hyps = rec.transcribe(
-        args.files, batch_size=args.batch_size, decoder=_decoder(args, rec.tokenizer)
-    )
-    for path, hyp in zip(args.files, hyps):
-        if args.jsonl:
-            print(json.dumps({"file": str(path), "text": hyp.text}, ensure_ascii=False))
-        else:
-            print(f"{path}\t{hyp.text}")
+    decoder = _decoder(args, rec.tokenizer)
+    timestamps = not args.no_timestamps and fmt not in ("txt",) or fmt in ("srt", "vtt", "tsv")
+    results = {}
+    failed = len(missing)
+    for path, result in rec.transcribe_files(
+        paths, decoder, timestamps, args.batch_size, progress=sys.stderr.isatty()
+    ):
+        if isinstance(result, Exception):
+            print(f"asr transcribe: error: {result}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.output_dir:
+            out = output_path(path, args.output_dir, fmt)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(render(result, fmt), encoding="utf-8")
+        results[path] = result
+    if not args.output_dir:
+        for path in paths:  # in the order given
+            if path in results:
+                text = (
+                    f"{path}\t{results[path].text}\n"
+                    if fmt == "txt"
+                    else render(results[path], fmt)
+                )
+                sys.stdout.write(text)
+    else:
+        print(f"wrote {len(results)} files to {args.output_dir}")
+    return 1 if failed else 0
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from asr.align import align
+    from asr.audio import load_audio
+    from asr.formats import to_textgrid
+    from asr.text import normalize_text
+    from asr.transcribe import load_model
+
+    rec = load_model(args.model)
+    text_path = Path(args.text)
+    text = text_path.read_text(encoding="utf-8") if text_path.suffix == ".txt" else args.text
+    wave = load_audio(args.audio, rec.sample_rate)
+    log_probs, out_lens = rec.log_probs(wave[None], torch.tensor([len(wave)]))
+    try:
+        words = align(
+            log_probs[0, : out_lens[0]], normalize_text(text), rec.tokenizer, rec.frame_seconds
+        )
+    except ValueError as exc:
+        raise ValueError(f"{args.audio}: cannot align the transcript: {exc}") from None
+    duration = round(len(wave) / rec.sample_rate, 3)
+    if args.format == "json":
+        from dataclasses import asdict
+
+        out = (
+            json.dumps(
+                {
+                    "file": str(args.audio),
+                    "duration": duration,
+                    "words": [asdict(w) for w in words],
+                },
+                ensure_ascii=False,
+                indent=1,
+            )
+            + "\n"
+        )
+    elif args.format == "tsv":
+        rows = ["start\tend\tunit\tlabel"]
+        for w in words:
+            rows.append(f"{w.start:.3f}\t{w.end:.3f}\tword\t{w.word}")
+            rows += [f"{c.start:.3f}\t{c.end:.3f}\tchar\t{c.char}" for c in w.chars]
+        out = "\n".join(rows) + "\n"
+    else:
+        out = to_textgrid(words, duration)
+    if args.out:
+        args.out.write_text(out, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(out)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from asr.checkpoint import atomic_save, read_model_file, strip_checkpoint
-    from asr.transcribe import build_recognizer
+    from asr.transcribe import DEFAULT_MODEL, build_recognizer
 
-    record = strip_checkpoint(read_model_file(args.model), half=args.half)
-    build_recognizer(record, str(args.model))  # refuse to write a file that would not load
-    atomic_save(record, args.out)
+    model_path = args.model or DEFAULT_MODEL
+    record = strip_checkpoint(read_model_file(model_path), half=args.half)
+    rec = build_recognizer(record, str(model_path))  # refuse to write a file that would not load
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.format == "torchscript":
+        from asr.export import export_torchscript
+
+        export_torchscript(rec, args.out)
+    elif args.format == "onnx":
+        from asr.export import export_onnx
+
+        export_onnx(rec, args.out)
+    else:
+        atomic_save(record, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -447,6 +580,7 @@ COMMANDS = {
     "transcribe": cmd_transcribe,
     "export": cmd_export,
     "lm": cmd_lm,
+    "align": cmd_align,
 }
 
 

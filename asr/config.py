@@ -93,6 +93,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA (ignored on the CPU)
     log_every: int = 20  # steps between log-file lines
+    average_last: int = 0  # at the end, average the weights of the last N epochs (0: off)
 
 
 @dataclass

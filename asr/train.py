@@ -384,7 +384,66 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool) -> dict:
             "config": config_to_dict(cfg),
             "rng": rng_state(),
         }
+        if cfg.train.average_last > 0:
+            epochs_dir = out_dir / "epochs"
+            atomic_save(model.state_dict(), epochs_dir / f"epoch{epoch + 1}.pt")
+            stale = epochs_dir / f"epoch{epoch + 1 - cfg.train.average_last}.pt"
+            if stale.exists():
+                stale.unlink()
         atomic_save({**model_rec, "train_state": train_state}, last_path)
         (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
         plot_history(history, out_dir / "curve.png")
+    if cfg.train.average_last > 0 and history:
+        _average_last(cfg, out_dir, model, features, tokenizer, loaders["valid"], device, history)
     return record
+
+
+def _average_last(
+    cfg: Config,
+    out_dir: Path,
+    model: AcousticModel,
+    features: FeatureExtractor,
+    tokenizer: Tokenizer,
+    valid: DataLoader,
+    device: torch.device,
+    history: list[dict],
+) -> None:
+    """Average the last epochs' weights into ``averaged.pt``; it becomes ``best.pt`` if no worse.
+
+    Averaging the last few epochs (as in ESPnet and icefall) smooths the noise of the final steps.
+    The choice between it and the best single epoch is made on the validation set.
+    """
+    last = history[-1]["epoch"]
+    paths = [
+        out_dir / "epochs" / f"epoch{e}.pt"
+        for e in range(last - cfg.train.average_last + 1, last + 1)
+    ]
+    paths = [p for p in paths if p.exists()]
+    states = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+    averaged = {
+        k: (sum(s[k].float() for s in states) / len(states)).to(v.dtype)
+        if v.is_floating_point()
+        else v
+        for k, v in states[-1].items()
+    }
+    model.load_state_dict(averaged)
+    result = evaluate(model, features, tokenizer, valid, device)
+    best_wer = min(h["valid_wer"] for h in history)
+    info = {
+        "epoch": last,
+        "averaged_epochs": len(states),
+        "valid_wer": result.score.wer,
+        "valid_cer": result.score.cer,
+        "train_manifest": cfg.data.train,
+        "valid_manifest": cfg.data.valid,
+    }
+    record = model_record(
+        asdict(cfg.features), asdict(cfg.model), tokenizer.to_list(), averaged, info
+    )
+    atomic_save(record, out_dir / "averaged.pt")
+    log.info(f"average of epochs {last - len(states) + 1}-{last}: valid {result.score.summary()}")
+    if result.score.wer <= best_wer:
+        atomic_save(record, out_dir / "best.pt")
+        log.info(
+            f"the average is no worse than the best epoch ({100 * best_wer:.2f}%): best.pt is the average"
+        )

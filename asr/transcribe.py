@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+import torchaudio.functional as AF
+from tqdm import tqdm
 
-from asr.audio import load_audio
+from asr.align import Word, align
+from asr.audio import AudioError, audio_duration, load_audio, read_windows
 from asr.checkpoint import ModelFileError, read_model_file
 from asr.config import FeatureConfig, ModelConfig, config_from_dict
 from asr.data import Example, collate
@@ -16,9 +20,80 @@ from asr.decode import GreedyDecoder, Hypothesis
 from asr.features import FeatureExtractor
 from asr.model import AcousticModel
 from asr.text import Tokenizer
+from asr.vad import frame_energies_db, speech_segments
 
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]
 DEFAULT_MODEL = Path(__file__).parent / "pretrained" / "default.pt"
+LONG_SECONDS = 30.0  # audio longer than this is cut at pauses into pieces (asr.vad)
+CUE_SECONDS = 7.0  # subtitle cues: at most this long
+CUE_LINE_CHARS = 42  # ... with lines of at most this many characters, two lines a cue
+CUE_GAP_SECONDS = 1.0  # a pause this long starts a new cue
+
+
+@dataclass
+class Segment:
+    """A stretch of words: a subtitle cue (at most two lines of ~42 characters, ~7 s)."""
+
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+
+    @property
+    def lines(self) -> list[str]:
+        return wrap_lines(self.text, CUE_LINE_CHARS)
+
+
+@dataclass
+class Transcript:
+    """What transcribing one file or waveform gives: text, timed words, segments, duration (s)."""
+
+    text: str
+    words: list[Word] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    duration: float = 0.0
+    path: str = ""
+
+
+def wrap_lines(text: str, width: int) -> list[str]:
+    """Greedy word wrap at ``width`` characters (a longer word stands alone)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def make_segments(words: Sequence[Word]) -> list[Segment]:
+    """Group timed words into cues of at most ~7 s and two lines of ~42 characters."""
+    segments: list[Segment] = []
+    current: list[Word] = []
+
+    def flush() -> None:
+        if current:
+            segments.append(
+                Segment(
+                    current[0].start,
+                    current[-1].end,
+                    " ".join(w.word for w in current),
+                    list(current),
+                )
+            )
+            current.clear()
+
+    for word in words:
+        if current:
+            text = " ".join(w.word for w in current) + " " + word.word
+            too_long = word.end - current[0].start > CUE_SECONDS
+            too_wide = len(wrap_lines(text, CUE_LINE_CHARS)) > 2
+            pause = word.start - current[-1].end > CUE_GAP_SECONDS
+            if too_long or too_wide or pause:
+                flush()
+        current.append(word)
+    flush()
+    return segments
 
 
 @dataclass
@@ -52,6 +127,11 @@ class Recognizer:
         feats, feat_lens = self.features(waves.to(self.device), wav_lens.to(self.device))
         return self.model(feats, feat_lens)
 
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds per output frame (the feature hop times the model's subsampling)."""
+        return self.features.hop_length * self.model.cfg.subsample_factor / self.sample_rate
+
     def transcribe_waves(
         self, waves: Sequence[torch.Tensor], decoder: Decoder | None = None
     ) -> list[Hypothesis]:
@@ -68,23 +148,150 @@ class Recognizer:
 
     def transcribe(
         self,
-        paths: Sequence[str | Path],
-        batch_size: int = 16,
+        source: str | Path | torch.Tensor | np.ndarray,
+        sample_rate: int | None = None,
         decoder: Decoder | None = None,
-    ) -> list[Hypothesis]:
-        """Transcribe audio files, ``batch_size`` at a time, length-sorted to keep padding small.
+        word_timestamps: bool = True,
+    ) -> Transcript:
+        """Transcribe one file or waveform of any length.
+
+        Audio longer than :data:`LONG_SECONDS` is cut at pauses into pieces of at most ~20 s
+        (:mod:`asr.vad`), each transcribed on its own and placed at its offset: no word is split or
+        doubled at a cut, and memory stays flat with the file's length (files are read piece by
+        piece where the format allows).
+
+        Args:
+            source: an audio file path, or a waveform ``(N,)`` / ``(N, channels)``.
+            sample_rate: the waveform's rate (files carry their own); resampled as needed.
+            decoder: greedy by default; :func:`asr.decode.build_decoder` makes a beam decoder.
+            word_timestamps: align the hypothesis to give words times and confidences.
+
+        Returns:
+            a :class:`Transcript` with text, timed words and subtitle-sized segments.
 
         Raises:
-            AudioError: a file cannot be read (the message names it).
+            AudioError: an unreadable or empty file or waveform.
         """
-        waves = [load_audio(p, self.sample_rate) for p in paths]
-        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-        hyps: list[Hypothesis | None] = [None] * len(waves)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            for i, hyp in zip(chunk, self.transcribe_waves([waves[i] for i in chunk], decoder)):
-                hyps[i] = hyp
-        return hyps  # type: ignore[return-value]
+        sr = self.sample_rate
+        path = str(source) if isinstance(source, (str, Path)) else ""
+        if path:
+            duration = audio_duration(source)
+            if duration <= LONG_SECONDS:
+                return self._transcript(
+                    [(0.0, load_audio(source, sr))], decoder, word_timestamps, path
+                )
+            energies = frame_energies_db((w for _, w in read_windows(source, sr, 60 * sr, 0)), sr)
+            pieces = (
+                (a, load_audio(source, sr, offset=a, duration=b - a))
+                for a, b in speech_segments(energies)
+            )
+            return self._transcript(pieces, decoder, word_timestamps, path, duration)
+        wave = torch.as_tensor(source, dtype=torch.float32)
+        if wave.ndim == 2:  # (N, channels) -> mono
+            wave = wave.mean(dim=1)
+        if wave.numel() == 0:
+            raise AudioError("the waveform holds no samples")
+        if sample_rate and sample_rate != sr:
+            wave = AF.resample(wave, sample_rate, sr)
+        duration = len(wave) / sr
+        if duration <= LONG_SECONDS:
+            return self._transcript([(0.0, wave)], decoder, word_timestamps)
+        pieces = (
+            (a, wave[int(a * sr) : int(b * sr)])
+            for a, b in speech_segments(frame_energies_db([wave], sr))
+        )
+        return self._transcript(pieces, decoder, word_timestamps, "", duration)
+
+    def _transcript(
+        self,
+        pieces: Iterable[tuple[float, torch.Tensor]],
+        decoder: Decoder | None,
+        word_timestamps: bool,
+        path: str = "",
+        duration: float | None = None,
+    ) -> Transcript:
+        """Decode ``(offset seconds, waveform)`` pieces one by one and join them."""
+        decoder = decoder or GreedyDecoder(self.tokenizer)
+        texts, words, end = [], [], 0.0
+        for offset, wave in pieces:
+            log_probs, out_lens = self.log_probs(wave[None], torch.tensor([len(wave)]))
+            text = self._decode_one(
+                log_probs[0, : out_lens[0]].cpu(), decoder, words, word_timestamps, offset
+            )
+            texts.append(text)
+            end = offset + len(wave) / self.sample_rate
+        text = " ".join(t for t in texts if t)
+        return Transcript(text, words, make_segments(words), round(duration or end, 3), path)
+
+    def _decode_one(
+        self,
+        log_probs: torch.Tensor,
+        decoder: Decoder,
+        words: list[Word],
+        timestamps: bool,
+        offset: float,
+    ) -> str:
+        """Decode one piece's ``(T, V)`` log-probabilities, appending its timed words to ``words``."""
+        hyp = decoder(log_probs[None], torch.tensor([len(log_probs)]))[0]
+        if timestamps and hyp.text:
+            words += align(log_probs, hyp.text, self.tokenizer, self.frame_seconds, offset)
+        return hyp.text
+
+    def transcribe_files(
+        self,
+        paths: Sequence[str | Path],
+        decoder: Decoder | None = None,
+        word_timestamps: bool = True,
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> Iterator[tuple[Path, Transcript | Exception]]:
+        """Transcribe many files: short ones in length-sorted batches, long ones in chunks.
+
+        A file that fails (unreadable, empty, ...) yields its exception instead of a transcript; the
+        others go on. Results come in the order of ``paths``' durations, shortest first.
+        """
+        sized: list[tuple[float, Path]] = []
+        for p in map(Path, paths):
+            try:
+                sized.append((audio_duration(p), p))
+            except AudioError as exc:
+                yield p, exc
+        sized.sort()
+        decoder = decoder or GreedyDecoder(self.tokenizer)
+        bar = tqdm(total=len(sized), desc="transcribe", unit="file", disable=not progress)
+        short = [p for d, p in sized if d <= LONG_SECONDS]
+        for i in range(0, len(short), batch_size):
+            group, waves, failed = short[i : i + batch_size], [], []
+            for p in group:
+                try:
+                    waves.append(load_audio(p, self.sample_rate))
+                except AudioError as exc:
+                    failed.append((p, exc))
+            for p, exc in failed:
+                bar.update()
+                yield p, exc
+            ok = [p for p in group if p not in {f for f, _ in failed}]
+            if not ok:
+                continue
+            batch = collate([Example(str(j), w, [], "") for j, w in enumerate(waves)])
+            log_probs, out_lens = self.log_probs(batch.waves, batch.wav_lens)
+            for b, p in enumerate(ok):
+                words: list[Word] = []
+                frames = log_probs[b, : out_lens[b]].cpu()
+                text = self._decode_one(frames, decoder, words, word_timestamps, 0.0)
+                duration = round(float(batch.wav_lens[b]) / self.sample_rate, 3)
+                bar.update()
+                yield p, Transcript(text, words, make_segments(words), duration, str(p))
+        for p in [p for d, p in sized if d > LONG_SECONDS]:
+            try:
+                result: Transcript | Exception = self.transcribe(
+                    p, decoder=decoder, word_timestamps=word_timestamps
+                )
+            except AudioError as exc:
+                result = exc
+            bar.update()
+            yield p, result
+        bar.close()
 
 
 def build_recognizer(record: dict, where: str = "model file") -> Recognizer:

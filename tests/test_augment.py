@@ -24,7 +24,9 @@ def test_noise_at_the_asked_snr():
 
 
 def test_wave_augment_is_seeded_and_bounded():
-    cfg = AugmentConfig(speed_factors=[0.9, 1.1], noise_prob=0.5, crop_end_prob=1.0, crop_end_max=0.2)
+    cfg = AugmentConfig(
+        speed_factors=[0.9, 1.1], noise_prob=0.5, crop_end_prob=1.0, crop_end_max=0.2
+    )
     aug = WaveAugment(cfg)
     wave = torch.randn(16_000)
     torch.manual_seed(3)

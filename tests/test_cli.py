@@ -67,7 +67,7 @@ def test_transcribe_and_evaluate(trained_model, tmp_path, capsys, example_record
 def test_errors_are_reported_not_raised(trained_model, tmp_path, capsys):
     corrupt = tmp_path / "bad.wav"
     corrupt.write_bytes(b"RIFF....")
-    assert main(["transcribe", "--model", str(trained_model), str(corrupt)]) == 2
+    assert main(["transcribe", "--model", str(trained_model), str(corrupt)]) == 1
     assert "bad.wav: cannot read audio" in capsys.readouterr().err
     assert main(["transcribe", "--model", str(tmp_path / "none.pt"), str(corrupt)]) == 2
     assert "none.pt: model file not found" in capsys.readouterr().err
@@ -160,3 +160,47 @@ def test_beam_decoding_and_lm_tuning_from_the_command_line(
         == 2
     )
     assert "none.arpa: language model not found" in capsys.readouterr().err
+
+
+def test_one_corrupt_file_among_several(trained_model, tmp_path, capsys, example_records):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    import shutil
+
+    for r in example_records[:3]:
+        shutil.copy(ROOT / "examples" / r["audio"], folder)
+    (folder / "zz_corrupt.wav").write_bytes(b"RIFF\x00\x00junk")
+    (folder / "notes.txt").write_text("not audio")
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "transcribe",
+            "--model",
+            str(trained_model),
+            str(folder),
+            "--format",
+            "srt",
+            "--output-dir",
+            str(out),
+        ]
+    )
+    assert rc == 1  # some failed
+    assert "zz_corrupt.wav" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        r["id"] + ".srt" for r in example_records[:3]
+    )
+    # globs work too, and a pattern that matches nothing is reported
+    assert (
+        main(
+            [
+                "transcribe",
+                "--model",
+                str(trained_model),
+                str(folder / "[0-9]_*.wav"),
+                str(tmp_path / "*.flac"),
+            ]
+        )
+        == 1
+    )
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 3 and "*.flac: no such file" in captured.err

@@ -1,0 +1,52 @@
+import json
+
+import pytest
+import torch
+
+from asr.cli import main
+from asr.transcribe import load_model
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A small model file (the bundled one, exported without its training state)."""
+    return ROOT / "asr" / "pretrained" / "default.pt"
+
+
+def _inputs():
+    torch.manual_seed(1)
+    return torch.randn(3, 21_000) * 0.1, torch.tensor([21_000, 9_001, 15_000])
+
+
+def test_torchscript_matches_pytorch(model_file, tmp_path):
+    out = tmp_path / "model.ts"
+    assert (
+        main(["export", "--model", str(model_file), "--format", "torchscript", "--out", str(out)])
+        == 0
+    )
+    extra = {"tokens.json": ""}
+    scripted = torch.jit.load(str(out), _extra_files=extra)
+    rec = load_model(model_file)
+    waves, lens = _inputs()
+    expected, expected_lens = rec.log_probs(waves, lens)
+    got, got_lens = scripted(waves, lens)
+    assert torch.equal(expected_lens, got_lens)
+    assert (expected - got).abs().max() < 1e-4
+    assert json.loads(extra["tokens.json"]) == rec.tokenizer.to_list()
+
+
+def test_onnx_matches_pytorch(model_file, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--model", str(model_file), "--format", "onnx", "--out", str(out)]) == 0
+    session = ort.InferenceSession(str(out))
+    rec = load_model(model_file)
+    waves, lens = _inputs()
+    expected, expected_lens = rec.log_probs(waves, lens)
+    got, got_lens = session.run(None, {"waves": waves.numpy(), "wav_lens": lens.numpy()})
+    assert (got_lens == expected_lens.numpy()).all()
+    assert abs(got - expected.numpy()).max() < 1e-4
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["tokens"]) == rec.tokenizer.to_list()
