@@ -196,6 +196,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), yaml.safe_load(raw) if raw != "" else ""
 
 
+def read_yaml(path: str | Path, what: str) -> Any:
+    """A YAML file's content (``{}`` when empty), or a :class:`ConfigError` naming the file."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
 def load_config(yaml_paths: list[str | Path] = (), overrides: list[str] = ()) -> Config:
     """Build the config: dataclass defaults, then each YAML file in order, then ``key=value`` overrides.
 
@@ -211,14 +222,7 @@ def load_config(yaml_paths: list[str | Path] = (), overrides: list[str] = ()) ->
     """
     cfg = Config()
     for path in yaml_paths:
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        update_dataclass(cfg, values, str(path))
+        update_dataclass(cfg, read_yaml(path, "config file"), str(path))
     for text in overrides:
         keys, value = parse_override(text)
         nested: dict[str, Any] = {keys[-1]: value}
@@ -252,12 +256,7 @@ def load_decoder_config(path: str | Path | None = None, **values: Any) -> Decode
     cfg = DecoderConfig()
     if path is not None:
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: decoder config not found") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        data = read_yaml(path, "decoder config")
         if not isinstance(data, dict) or "decoder" not in data:
             raise ConfigError(f"{path}: expected a 'decoder:' section")
         update_dataclass(cfg, data["decoder"], str(path), prefix="decoder.")

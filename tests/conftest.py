@@ -1,4 +1,4 @@
-"""Shared fixtures: audio made in the test, and the few FSDD clips shipped in examples/."""
+"""Shared fixtures: audio made in the test, and ten FSDD clips shipped in tests/data/."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
+DATA = ROOT / "tests" / "data"
 
 
 def tone(
@@ -39,8 +39,8 @@ def _seed():
 
 @pytest.fixture
 def example_manifest() -> Path:
-    """The shipped FSDD example clips (test-split recordings) with their transcripts."""
-    return EXAMPLES / "examples.jsonl"
+    """Ten FSDD clips (test-split recordings) with their transcripts."""
+    return DATA / "fsdd.jsonl"
 
 
 @pytest.fixture

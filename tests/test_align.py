@@ -4,7 +4,7 @@ import torch
 from asr.align import AlignmentError, align
 from asr.cli import main
 from asr.text import Tokenizer
-from tests.conftest import ROOT
+from tests.conftest import DATA
 
 
 def _emissions(tok: Tokenizer, frames: list[str]) -> torch.Tensor:
@@ -40,7 +40,7 @@ def test_alignment_errors_are_clear():
 
 
 def test_cli_align_formats(tmp_path, capsys):
-    audio = ROOT / "examples" / "fsdd" / "7_yweweler_2.wav"
+    audio = DATA / "fsdd" / "7_yweweler_2.wav"
     assert main(["align", str(audio), "seven"]) == 0
     out = capsys.readouterr().out
     assert '"word": "seven"' in out

@@ -3,14 +3,14 @@ import json
 import pytest
 
 from asr.cli import build_parser, main
-from tests.conftest import ROOT
+from tests.conftest import DATA, ROOT
 
 
 @pytest.fixture(scope="module")
 def trained_model(tmp_path_factory):
     """A tiny model trained for two epochs on the example clips."""
     out = tmp_path_factory.mktemp("exp")
-    manifest = ROOT / "examples" / "examples.jsonl"
+    manifest = DATA / "fsdd.jsonl"
     rc = main(
         [
             "train",
@@ -38,14 +38,14 @@ def test_every_command_has_help(capsys):
 
 
 def test_transcribe_and_evaluate(trained_model, tmp_path, capsys, example_records):
-    files = [str(ROOT / "examples" / r["audio"]) for r in example_records[:3]]
+    files = [str(DATA / r["audio"]) for r in example_records[:3]]
     assert main(["transcribe", "--model", str(trained_model), *files]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[0] for line in lines] == files
     assert main(["transcribe", "--model", str(trained_model), "--jsonl", files[0]]) == 0
     assert json.loads(capsys.readouterr().out)["file"] == files[0]
     report = tmp_path / "report.tsv"
-    manifest = ROOT / "examples" / "examples.jsonl"
+    manifest = DATA / "fsdd.jsonl"
     assert (
         main(
             [
@@ -82,7 +82,7 @@ def test_errors_are_reported_not_raised(trained_model, tmp_path, capsys):
 def test_beam_decoding_and_lm_tuning_from_the_command_line(
     trained_model, tmp_path, capsys, example_records
 ):
-    manifest = ROOT / "examples" / "examples.jsonl"
+    manifest = DATA / "fsdd.jsonl"
     lm = tmp_path / "lm" / "digits.arpa"
     assert main(["lm", "build", str(manifest), "--order", "2", "--out", str(lm)]) == 0
     out = tmp_path / "decoder.yaml"
@@ -129,7 +129,7 @@ def test_beam_decoding_and_lm_tuning_from_the_command_line(
         == 0
     )
     assert "WER" in capsys.readouterr().out
-    files = [str(ROOT / "examples" / r["audio"]) for r in example_records[:2]]
+    files = [str(DATA / r["audio"]) for r in example_records[:2]]
     assert (
         main(
             [
@@ -168,7 +168,7 @@ def test_one_corrupt_file_among_several(trained_model, tmp_path, capsys, example
     import shutil
 
     for r in example_records[:3]:
-        shutil.copy(ROOT / "examples" / r["audio"], folder)
+        shutil.copy(DATA / r["audio"], folder)
     (folder / "zz_corrupt.wav").write_bytes(b"RIFF\x00\x00junk")
     (folder / "notes.txt").write_text("not audio")
     out = tmp_path / "out"

@@ -8,7 +8,7 @@ import torch
 from asr.config import load_config
 from asr.train import lr_lambda, train
 from asr.transcribe import load_model
-from tests.conftest import ROOT
+from tests.conftest import DATA, ROOT
 
 
 def _cfg(example_manifest, **over):
@@ -38,7 +38,7 @@ def test_loss_falls_and_model_reloads(tmp_path, example_manifest, example_record
         assert (tmp_path / name).is_file(), name
     assert "epoch 6:" in (tmp_path / "train.log").read_text()
 
-    files = [ROOT / "examples" / r["audio"] for r in example_records[:4]]
+    files = [DATA / r["audio"] for r in example_records[:4]]
     a, b = load_model(tmp_path / "last.pt"), load_model(tmp_path / "last.pt")
     from asr.audio import load_audio
     from asr.data import Example, collate
