@@ -226,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["txt", "json", "jsonl", "srt", "vtt", "tsv"], default="txt")
     p.add_argument("--jsonl", action="store_true", help="same as --format jsonl")
     p.add_argument("--output-dir", type=Path, default=None, help="write one file per input here")
-    p.add_argument("--no-timestamps", action="store_true", help="skip word alignment (faster)")
+    p.add_argument(
+        "--no-timestamps", action="store_true", help="json/jsonl: skip word times (faster)"
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
     _add_decoder_args(p)
@@ -381,7 +383,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         print(f"asr transcribe: {item}: no such file, folder or matching audio", file=sys.stderr)
     rec = load_model(args.model, device=args.device)
     decoder = _decoder(args, rec.tokenizer)
-    timestamps = not args.no_timestamps and fmt not in ("txt",) or fmt in ("srt", "vtt", "tsv")
+    # subtitles and word tables need word times; JSON gets them unless asked not to; txt never does
+    timestamps = fmt in ("srt", "vtt", "tsv") or (
+        fmt in ("json", "jsonl") and not args.no_timestamps
+    )
     results = {}
     failed = len(missing)
     for path, result in rec.transcribe_files(
