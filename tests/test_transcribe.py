@@ -26,7 +26,7 @@ def _long_file(path, example_records, minutes: float, gap: float = 0.6):
     return bounds
 
 
-def test_ten_minutes_are_cut_at_the_pauses(tmp_path, example_records):
+def test_ten_minutes_cut_at_pauses_equal_their_pieces(tmp_path, example_records):
     model = load_model()
     path = tmp_path / "long.flac"
     bounds = _long_file(path, example_records, minutes=10.0)
