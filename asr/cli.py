@@ -229,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-timestamps", action="store_true", help="json/jsonl: skip word times (faster)"
     )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="one input only: draw its spectrogram, CTC posteriors and word boundaries",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
     _add_decoder_args(p)
@@ -245,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=None, help="model file (default: bundled)")
     p.add_argument("--format", choices=["json", "tsv", "textgrid"], default="json")
     p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="draw the spectrogram, the CTC posteriors and the word boundaries",
+    )
 
     _add_lm(sub)
 
@@ -401,6 +415,17 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(render(result, fmt), encoding="utf-8")
         results[path] = result
+    if args.plot:
+        if len(paths) != 1:
+            raise ValueError("--plot draws one file: give exactly one input")
+        from asr.audio import load_audio
+        from asr.transcribe import LONG_SECONDS
+
+        if paths[0] in results:
+            wave = load_audio(paths[0], rec.sample_rate)[: int(LONG_SECONDS * rec.sample_rate)]
+            log_probs, out_lens = rec.log_probs(wave[None], torch.tensor([len(wave)]))
+            words = [w for w in results[paths[0]].words if w.end <= LONG_SECONDS]
+            _plot(rec, wave, log_probs[0, : out_lens[0]].cpu(), words, args.plot, str(paths[0]))
     if not args.output_dir:
         for path in paths:  # in the order given
             if path in results:
@@ -413,6 +438,26 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {len(results)} files to {args.output_dir}")
     return 1 if failed else 0
+
+
+def _plot(rec, wave, log_probs, words, path: Path, title: str) -> None:
+    from asr.plot import plot_alignment
+
+    feats, feat_lens = rec.features(
+        wave[None].to(rec.device), torch.tensor([len(wave)], device=rec.device)
+    )
+    hop = rec.features.hop_length / rec.sample_rate
+    plot_alignment(
+        feats[0, : feat_lens[0]],
+        hop,
+        log_probs,
+        rec.frame_seconds,
+        words,
+        rec.tokenizer,
+        path,
+        title,
+    )
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def cmd_align(args: argparse.Namespace) -> int:
@@ -434,6 +479,15 @@ def cmd_align(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ValueError(f"{args.audio}: cannot align the transcript: {exc}") from None
     duration = round(len(wave) / rec.sample_rate, 3)
+    if args.plot:
+        _plot(
+            rec,
+            wave,
+            log_probs[0, : out_lens[0]],
+            words,
+            args.plot,
+            f"{args.audio} (forced alignment)",
+        )
     if args.format == "json":
         from dataclasses import asdict
 

@@ -59,5 +59,9 @@ def test_cli_align_formats(tmp_path, capsys):
         == 0
     )
     assert 'name = "chars"' in (tmp_path / "a.TextGrid").read_text()
+    png = tmp_path / "seven.png"
+    assert main(["align", str(audio), "seven", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    capsys.readouterr()
     assert main(["align", str(audio), "seven " * 20]) == 2
     assert "cannot align the transcript" in capsys.readouterr().err

@@ -1,0 +1,76 @@
+"""A picture of what the model heard: spectrogram, CTC posteriors and word boundaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from asr.align import Word
+from asr.text import Tokenizer
+
+
+def plot_alignment(
+    feats: torch.Tensor,
+    hop_seconds: float,
+    log_probs: torch.Tensor,
+    frame_seconds: float,
+    words: list[Word],
+    tokenizer: Tokenizer,
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Draw features ``(T, F)``, posteriors ``(T', V)`` and the words' spans into a PNG.
+
+    The top panel is the (normalised) spectrogram with each word's span and label; the bottom one is
+    each character's probability over time (the blank in grey), so a reader can see where a word was
+    heard and how sure the model was.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    duration = feats.shape[0] * hop_seconds
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8.0, duration * 1.5), 6), sharex=True)
+    top.imshow(
+        feats.T.cpu().numpy(),
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        extent=(0, duration, 0, feats.shape[1]),
+    )
+    top.set(ylabel="feature bin", title=title)
+    probs = log_probs.exp().cpu()  # (T', V)
+    times = (torch.arange(probs.shape[0]) + 0.5) * frame_seconds
+    bottom.plot(times, probs[:, tokenizer.blank_id], color="0.75", linewidth=1, label="blank")
+    for v in range(len(tokenizer)):
+        if v != tokenizer.blank_id and float(probs[:, v].max()) > 0.3:
+            bottom.plot(times, probs[:, v], linewidth=1)
+            t = int(probs[:, v].argmax())
+            bottom.annotate(
+                repr(tokenizer.tokens[v]).strip("'") or "␣",
+                (float(times[t]), float(probs[t, v])),
+                fontsize=8,
+                ha="center",
+                va="bottom",
+            )
+    for w in words:
+        for ax in (top, bottom):
+            ax.axvspan(w.start, w.end, color="tab:cyan", alpha=0.15)
+        top.text(
+            (w.start + w.end) / 2,
+            feats.shape[1] * 0.92,
+            f"{w.word}\n{w.confidence:.2f}",
+            ha="center",
+            va="top",
+            fontsize=9,
+            color="white",
+        )
+    bottom.set(xlabel="seconds", ylabel="probability", ylim=(0, 1.05))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
