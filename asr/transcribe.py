@@ -132,20 +132,6 @@ class Recognizer:
         """Seconds per output frame (the feature hop times the model's subsampling)."""
         return self.features.hop_length * self.model.cfg.subsample_factor / self.sample_rate
 
-    def transcribe_waves(
-        self, waves: Sequence[torch.Tensor], decoder: Decoder | None = None
-    ) -> list[Hypothesis]:
-        """Transcripts of mono waveforms at :attr:`sample_rate`, batched together.
-
-        Args:
-            waves: ``(N,)`` waveforms.
-            decoder: ``(log_probs, out_lens) -> hypotheses`` (greedy by default; see
-                :func:`asr.decode.build_decoder`).
-        """
-        batch = collate([Example(str(i), w, [], "") for i, w in enumerate(waves)])
-        log_probs, out_lens = self.log_probs(batch.waves, batch.wav_lens)
-        return (decoder or GreedyDecoder(self.tokenizer))(log_probs, out_lens)
-
     def transcribe(
         self,
         source: str | Path | torch.Tensor | np.ndarray,
