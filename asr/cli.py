@@ -578,18 +578,13 @@ def _lm_tune(args: argparse.Namespace) -> int:
 
     from asr.config import DecoderConfig
     from asr.decode import tune_weights
-    from asr.train import make_loader, normalized_utterances
+    from asr.train import manifest_emissions
     from asr.transcribe import load_model
 
     rec = load_model(args.model, device=args.device)
-    utts = normalized_utterances(str(args.manifest))
-    loader = make_loader(utts, rec.tokenizer, rec.sample_rate, 120.0, 64, 0, shuffle=False)
-    emissions, refs = [], []
-    for batch in loader:
-        log_probs, out_lens = rec.log_probs(batch.waves, batch.wav_lens)
-        for b, n in enumerate(out_lens.tolist()):
-            emissions.append(log_probs[b, :n].cpu().contiguous())
-        refs += batch.texts
+    _, refs, emissions = manifest_emissions(
+        rec.model, rec.features, rec.tokenizer, str(args.manifest)
+    )
     cfg = DecoderConfig(
         kind="beam", beam_size=args.beam_size, lm=args.lm, lexicon=args.lexicon or ""
     )

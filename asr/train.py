@@ -163,6 +163,31 @@ def evaluate(
     return EvalResult(total_loss / max(1, total_utts), score(ids, refs, hyps))
 
 
+@torch.no_grad()
+def manifest_emissions(
+    model: AcousticModel, features: FeatureExtractor, tokenizer: Tokenizer, manifest: str
+) -> tuple[list[str], list[str], list[torch.Tensor]]:
+    """Run the model once over a manifest: ``(ids, normalised references, log-probs (T, V) each)``.
+
+    For work that decodes the same emissions many times (LM weight tuning, decoder benchmarks).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    sample_rate = features.cfg.sample_rate
+    loader = make_loader(
+        normalized_utterances(manifest), tokenizer, sample_rate, 120.0, 64, 0, shuffle=False
+    )
+    ids, refs, emissions = [], [], []
+    for batch in loader:
+        feats, feat_lens = features(batch.waves.to(device), batch.wav_lens.to(device))
+        log_probs, out_lens = model(feats, feat_lens)
+        for b, n in enumerate(out_lens.tolist()):
+            emissions.append(log_probs[b, :n].cpu().contiguous())
+        ids += batch.ids
+        refs += batch.texts
+    return ids, refs, emissions
+
+
 def plot_history(history: list[dict], path: Path) -> None:
     """Loss (train, valid) and validation WER/CER by epoch, as a PNG."""
     import matplotlib

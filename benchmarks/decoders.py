@@ -24,7 +24,7 @@ from asr.config import load_decoder_config
 from asr.decode import BeamDecoder, greedy_decode
 from asr.lm import arpa_words
 from asr.metrics import score
-from asr.train import make_loader, normalized_utterances
+from asr.train import manifest_emissions
 from asr.transcribe import load_model
 
 
@@ -32,15 +32,7 @@ def emissions_for(model_path: Path | None, manifest: Path, cache: Path | None) -
     if cache and cache.is_file():
         return torch.load(cache, weights_only=True)
     rec = load_model(model_path)
-    utts = normalized_utterances(str(manifest))
-    loader = make_loader(utts, rec.tokenizer, rec.sample_rate, 120.0, 64, 0, shuffle=False)
-    ids, refs, emissions = [], [], []
-    for batch in loader:
-        log_probs, out_lens = rec.log_probs(batch.waves, batch.wav_lens)
-        for b, n in enumerate(out_lens.tolist()):
-            emissions.append(log_probs[b, :n].contiguous())
-        ids += batch.ids
-        refs += batch.texts
+    ids, refs, emissions = manifest_emissions(rec.model, rec.features, rec.tokenizer, str(manifest))
     saved = {"ids": ids, "refs": refs, "emissions": emissions, "tokens": rec.tokenizer.tokens}
     if cache:
         torch.save(saved, cache)
