@@ -142,15 +142,18 @@ class FeatureExtractor(nn.Module):
         """Compute features.
 
         Args:
-            waves: ``(B, N)`` zero-padded waveforms.
+            waves: ``(B, N)`` padded waveforms (whatever lies past a length is ignored).
             wav_lens: ``(B,)`` true sample counts.
 
         Returns:
             feats ``(B, T, F)`` float32 (padding frames are 0), feat_lens ``(B,)``.
         """
-        spec = self.transform(waves.float())  # (B, F, T)
+        wav_lens = wav_lens.to(waves.device)
+        # samples past a length must not reach the last frames' windows, whatever the caller padded with
+        waves = waves.float() * lengths_to_mask(wav_lens, waves.shape[1])  # (B, N)
+        spec = self.transform(waves)  # (B, F, T)
         feats = torch.log(spec + LOG_EPS).transpose(1, 2)  # (B, F, T) -> (B, T, F)
-        feat_lens = self.output_lengths(wav_lens.to(feats.device))
+        feat_lens = self.output_lengths(wav_lens)
         if self.cfg.normalize:
             feats = normalize(feats, feat_lens)
         else:

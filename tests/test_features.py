@@ -45,6 +45,10 @@ def test_batch_equals_one_by_one():
     assert int(lens[1]) == int(alone_len[0]) == 1 + 9_000 // 160
     assert torch.allclose(feats[1, : lens[1]], alone[0], atol=1e-4)
     assert feats[1, lens[1] :].abs().max() == 0  # padding frames are zero
+    # whatever lies past a length is ignored, not only zeros (a GPU run once fed noise there)
+    batch[1, 9_000:] = torch.randn(7_000)
+    noisy, _ = fe(batch, torch.tensor([16_000, 9_000]))
+    assert torch.allclose(noisy[1, : lens[1]], alone[0], atol=1e-4)
 
 
 def test_normalize_uses_true_frames_only():
