@@ -1,4 +1,6 @@
-"""Waveform augmentation for training: speed perturbation and additive noise (off at evaluation).
+"""Waveform augmentation for training: speed perturbation, band-limiting, cropping and additive noise.
+
+All of it is off at evaluation.
 
 SpecAugment works on features and lives in :mod:`asr.features`.
 """
@@ -22,6 +24,18 @@ def speed_perturb(wave: torch.Tensor, factor: float) -> torch.Tensor:
     return AF.resample(wave, orig, 100)
 
 
+def narrowband(wave: torch.Tensor, sample_rate: int, band_rate: int = 8_000) -> torch.Tensor:
+    """Keep only what a ``band_rate`` recording holds (below ``band_rate / 2`` Hz), at ``sample_rate``.
+
+    Resampling down and back up is what loading an 8 kHz file (telephone speech, FSDD) at 16 kHz
+    does, so wide-band training speech learns to sound like those corpora.
+    """
+    if band_rate >= sample_rate:
+        return wave
+    down = AF.resample(wave, sample_rate, band_rate)
+    return AF.resample(down, band_rate, sample_rate)[: len(wave)]
+
+
 def add_noise(
     wave: torch.Tensor, snr_db: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -38,13 +52,16 @@ class WaveAugment:
     main process's state, so a seeded run (and an exact resume) sees the same perturbations.
     """
 
-    def __init__(self, cfg: AugmentConfig) -> None:
+    def __init__(self, cfg: AugmentConfig, sample_rate: int = 16_000) -> None:
         self.cfg = cfg
+        self.sample_rate = sample_rate
 
     def __call__(self, wave: torch.Tensor, index: int) -> torch.Tensor:
         factors = self.cfg.speed_factors
         if factors:
             wave = speed_perturb(wave, factors[int(torch.randint(len(factors), ()))])
+        if self.cfg.narrowband_prob > 0 and float(torch.rand(())) < self.cfg.narrowband_prob:
+            wave = narrowband(wave, self.sample_rate)
         if self.cfg.crop_end_prob > 0 and float(torch.rand(())) < self.cfg.crop_end_prob:
             cut = float(torch.rand(())) * self.cfg.crop_end_max
             wave = wave[: max(1, int(round(len(wave) * (1 - cut))))]

@@ -47,6 +47,8 @@ class AugmentConfig:
     speed_factors: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]
     noise_prob: float = 0.0  # chance of adding white noise to an utterance
     noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])  # [low, high]
+    # chance of band-limiting an utterance to 4 kHz, as 8 kHz corpora (telephone, FSDD) sound
+    narrowband_prob: float = 0.0
     # isolated-word corpora, whose takes are sometimes clipped: chance of cutting off the clip's end,
     # and the largest fraction cut (never for sentences: it would cut words off their transcript)
     crop_end_prob: float = 0.0

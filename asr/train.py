@@ -263,7 +263,7 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool) -> dict:
         samples = torch.tensor([int(seconds * sr)])
         return int(model.output_lengths(features.output_lengths(samples)))
 
-    augment = WaveAugment(cfg.augment)
+    augment = WaveAugment(cfg.augment, cfg.features.sample_rate)
     loaders = {}
     for split, path in (("train", cfg.data.train), ("valid", cfg.data.valid)):
         # sped-up or cropped copies are shorter: a training transcript must fit the shortest one

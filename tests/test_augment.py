@@ -1,6 +1,6 @@
 import torch
 
-from asr.augment import WaveAugment, add_noise, speed_perturb
+from asr.augment import WaveAugment, add_noise, narrowband, speed_perturb
 from asr.config import AugmentConfig
 
 
@@ -23,9 +23,26 @@ def test_noise_at_the_asked_snr():
     assert abs(float(snr) - 20.0) < 0.2
 
 
+def test_narrowband_keeps_the_length_and_the_low_band_only():
+    sr = 16_000
+    t = torch.arange(sr) / sr
+    low, high = torch.sin(2 * torch.pi * 1_000 * t), torch.sin(2 * torch.pi * 6_000 * t)
+    out = narrowband(low + high, sr)
+    assert out.shape == low.shape
+    spectrum = torch.fft.rfft(out).abs()  # 1 Hz per bin
+    assert spectrum[6_000] < 0.01 * spectrum[1_000]
+    mid = slice(1_000, -1_000)  # away from the resampler's edge effects
+    assert torch.allclose(out[mid], low[mid], atol=0.02)
+    assert narrowband(low, 8_000) is low  # already narrow
+
+
 def test_wave_augment_is_seeded_and_bounded():
     cfg = AugmentConfig(
-        speed_factors=[0.9, 1.1], noise_prob=0.5, crop_end_prob=1.0, crop_end_max=0.2
+        speed_factors=[0.9, 1.1],
+        noise_prob=0.5,
+        crop_end_prob=1.0,
+        crop_end_max=0.2,
+        narrowband_prob=0.5,
     )
     aug = WaveAugment(cfg)
     wave = torch.randn(16_000)
