@@ -8,6 +8,7 @@ Prints one table:
 - the float32 matrix-multiply GFLOP/s measured in the same run, as the baseline for the ratio.
 
     python benchmarks/train_throughput.py --manifest data/fsdd/train.jsonl -c conf/model/small.yaml
+    python benchmarks/train_throughput.py --device cuda --amp ...   # on a GPU (bf16 autocast)
 
 FLOPs are counted analytically: a recurrent layer does ``2 * gates * H * (I + H)`` multiply-adds x2
 per frame per direction in the forward pass, and twice that in the backward pass (gates: LSTM 4,
@@ -34,13 +35,25 @@ ROOT = Path(__file__).resolve().parent.parent
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock times measure it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b  # warm-up
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    sync(device)
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def rnn_train_flops(model: AcousticModel, frames: int) -> float:
@@ -54,11 +67,13 @@ def rnn_train_flops(model: AcousticModel, frames: int) -> float:
     return total
 
 
-def time_it(fn, repeats: int) -> float:
+def time_it(fn, repeats: int, device: torch.device) -> float:
     fn()  # warm-up
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(repeats):
         fn()
+    sync(device)
     return (time.perf_counter() - t0) / repeats
 
 
@@ -70,10 +85,17 @@ def main() -> None:
     parser.add_argument("-c", "--config", action="append", type=Path, default=None)
     parser.add_argument("--batches", type=int, default=8, help="training batches to time")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--amp", action="store_true", help="bf16/fp16 autocast in the training step (CUDA only)"
+    )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    use_amp = args.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
 
     cfg = load_config(args.config or [ROOT / "conf/model/small.yaml"], args.overrides)
     tok = Tokenizer()
@@ -82,15 +104,16 @@ def main() -> None:
     sampler = BucketBatchSampler(
         dataset.durations(), cfg.data.batch_seconds, cfg.data.max_batch_size, seed=0
     )
-    batches = [collate([dataset[i] for i in b]) for b in list(sampler)[: args.batches]]
-    features = FeatureExtractor(cfg.features)
-    model = AcousticModel(cfg.model, features.num_features, len(tok))
+    batches = [collate([dataset[i] for i in b]).to(device) for b in list(sampler)[: args.batches]]
+    features = FeatureExtractor(cfg.features).to(device)
+    model = AcousticModel(cfg.model, features.num_features, len(tok)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step(batch):
         feats, feat_lens = features(batch.waves, batch.wav_lens)
         feats = spec_augment(feats, feat_lens, cfg.augment.specaug)
-        log_probs, out_lens = model(feats, feat_lens)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            log_probs, out_lens = model(feats, feat_lens)
         loss = ctc_loss(log_probs, out_lens, batch)
         optimizer.zero_grad()
         loss.backward()
@@ -99,9 +122,11 @@ def main() -> None:
 
     step(batches[0])  # warm-up
     audio = sum(float(b.wav_lens.sum()) for b in batches) / cfg.features.sample_rate
+    sync(device)
     t0 = time.perf_counter()
     for b in batches:
         step(b)
+    sync(device)
     train_time = time.perf_counter() - t0
 
     # the recurrent stack alone, on the same shapes: ours (dense, exact) and packed bidirectional
@@ -119,7 +144,7 @@ def main() -> None:
                 h = layer(h, out_lens)
             h.sum().backward()
 
-        ours_time += time_it(ours, 2)
+        ours_time += time_it(ours, 2, device)
         if cfg.model.bidirectional:
             packed_rnns = [
                 nn.LSTM(
@@ -127,7 +152,7 @@ def main() -> None:
                     layer.fwd.hidden_size,
                     batch_first=True,
                     bidirectional=True,
-                )
+                ).to(device)
                 if cfg.model.rnn_type == "lstm"
                 else None
                 for layer in model.rnns
@@ -138,23 +163,24 @@ def main() -> None:
                     h = x.requires_grad_()
                     for rnn in packed_rnns:
                         p = nn.utils.rnn.pack_padded_sequence(
-                            h, out_lens, batch_first=True, enforce_sorted=False
+                            h, out_lens.cpu(), batch_first=True, enforce_sorted=False
                         )
                         h, _ = nn.utils.rnn.pad_packed_sequence(
                             rnn(p)[0], batch_first=True, total_length=x.shape[1]
                         )
                     h.sum().backward()
 
-                packed_time += time_it(packed, 2)
+                packed_time += time_it(packed, 2, device)
 
-    peak = matmul_gflops()
+    peak = matmul_gflops(device)
     ours_gflops = flops / ours_time / 1e9
     n_params = sum(p.numel() for p in model.parameters())
     print(
         f"model: {n_params / 1e6:.2f}M parameters ({cfg.model.num_layers} x {cfg.model.rnn_type} "
         f"{cfg.model.hidden_size}, subsample {cfg.model.subsample} x{cfg.model.subsample_factor}); "
         f"{len(batches)} batches, {audio:.1f} s of audio from {args.manifest}; "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}; device {device_name(device)}"
+        + (f", {amp_dtype} autocast in the training step" if use_amp else "")
     )
     print()
     print(f"| {'measure':<46} | {'value':>12} | {'vs fp32 matmul':>14} |")
