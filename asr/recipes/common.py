@@ -85,7 +85,7 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 def parse_checksum(checksum: str) -> tuple[str, str]:
     """``"md5:HEX"``, ``"sha256:HEX"`` or a bare hex digest (32 digits: md5, 64: sha256)."""
     algorithm, _, value = checksum.rpartition(":")
-    value = value.strip().lower()
+    algorithm, value = algorithm.strip().lower(), value.strip().lower()
     if not algorithm:
         algorithm = {32: "md5", 64: "sha256"}.get(len(value), "")
     if algorithm not in ("md5", "sha256") or not re.fullmatch(r"[0-9a-f]+", value):
@@ -240,6 +240,8 @@ def extract(archive: Path, dest: Path) -> Path:
                         ):
                             raise ValueError(f"{archive}: member {member.name!r} leaves {dest}")
                     t.extractall(dest)
+        except getattr(tarfile, "FilterError", ()) as exc:
+            raise ValueError(f"{archive}: refused an unsafe member: {exc}") from None
         except tarfile.TarError as exc:
             raise ValueError(f"{archive}: not a valid zip or tar archive ({exc})") from None
     marker.touch()
