@@ -219,7 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     record = train(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
-    if record:
+    if record and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 speaks
         print(
             f"epoch {record['epoch']}: valid WER {100 * record['valid_wer']:.2f}% "
             f"CER {100 * record['valid_cer']:.2f}%; best model: {args.out / 'best.pt'}"
