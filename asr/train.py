@@ -160,8 +160,10 @@ def make_loader(
     transform: WaveAugment | None = None,
     num_replicas: int = 1,
     rank: int = 0,
+    step_batches: int = 1,
 ) -> DataLoader:
-    """A loader of length-bucketed batches; ``num_replicas``/``rank`` shard the batches by rank."""
+    """A loader of length-bucketed batches; ``num_replicas``/``rank`` shard the batches by rank,
+    and one optimizer step's ``step_batches`` per rank come from batches of neighbouring length."""
     dataset = SpeechDataset(utts, tokenizer, sample_rate, transform)
     sampler = BucketBatchSampler(
         dataset.durations(),
@@ -171,6 +173,7 @@ def make_loader(
         seed=seed,
         num_replicas=num_replicas,
         rank=rank,
+        step_batches=step_batches,
     )
     return DataLoader(
         dataset,
@@ -388,6 +391,7 @@ def _train(
             transform=augment if split == "train" else None,
             num_replicas=ddp.world_size if split == "train" else 1,
             rank=ddp.rank if split == "train" else 0,
+            step_batches=accumulate if split == "train" else 1,
         )
     train_loader = loaders["train"]
     sampler: BucketBatchSampler = train_loader.batch_sampler  # type: ignore[assignment]
