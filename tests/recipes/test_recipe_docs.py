@@ -34,3 +34,16 @@ def test_recipe_readme_commands_parse_and_configs_load(recipe):
             for path in args.config:
                 assert (ROOT / path).is_file(), path
             load_config([ROOT / p for p in args.config], args.overrides)
+
+
+def test_every_prepare_option_has_help():
+    import argparse
+
+    def subparsers(parser):
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    corpora = subparsers(subparsers(build_parser()).choices["prepare"]).choices
+    assert {"librispeech", "an4", "commonvoice", "tedlium", "ljspeech", "fsdd"} <= set(corpora)
+    for name, parser in corpora.items():
+        missing = [a.dest for a in parser._actions if not a.help]
+        assert not missing, f"asr prepare {name}: no help for {missing}"
