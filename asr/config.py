@@ -96,6 +96,9 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (ignored on the CPU)
     log_every: int = 20  # steps between log-file lines
     average_last: int = 0  # at the end, average the weights of the last N epochs (0: off)
+    # micro-batches whose gradients are summed into one optimizer step (the LR schedule, warm-up
+    # included, counts optimizer steps); with N data-parallel ranks a step sees N x this many
+    accumulate_grad: int = 1
 
 
 @dataclass

@@ -306,6 +306,14 @@ class BucketBatchSampler(Sampler[list[int]]):
         shuffle: shuffle the batch order (training); otherwise shortest first.
         seed: base seed; the order of epoch ``e`` depends on ``(seed, e)`` only.
         num_replicas, rank: shard batches across data-parallel ranks.
+        step_batches: batches each rank takes per optimizer step (gradient accumulation).
+
+    With several ranks (or ``step_batches`` > 1), what is shuffled is runs of
+    ``num_replicas * step_batches`` batches neighbouring in length, and one step's batches on all
+    ranks come from one run: the ranks wait on each other at every step, so giving them
+    similar lengths keeps a rank with long utterances from holding up the rest (lhotse's samplers
+    call this ``sync_buckets``). Each rank gets the same number of batches; the ``len % ranks``
+    left over are dropped, drawn anew every epoch.
     """
 
     def __init__(
@@ -317,9 +325,16 @@ class BucketBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        step_batches: int = 1,
     ) -> None:
         if batch_seconds <= 0 or max_batch_size <= 0:
             raise ValueError("batch_seconds and max_batch_size must be positive")
+        if not 0 <= rank < num_replicas or step_batches < 1:
+            raise ValueError(
+                f"need 0 <= rank < num_replicas and step_batches >= 1, got "
+                f"rank {rank}, num_replicas {num_replicas}, step_batches {step_batches}"
+            )
+        self.step_batches = step_batches
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
@@ -345,16 +360,21 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.sorted_first = sorted_first
 
     def _order(self) -> list[list[int]]:
-        batches = list(self.batches)
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        batches = list(self.batches)  # ascending length
+        extra = len(batches) % self.num_replicas
+        if extra:  # ranks stay in step: drop a few, different ones each epoch
+            dropped = set(rng.sample(range(len(batches)), extra))
+            batches = [b for i, b in enumerate(batches) if i not in dropped]
+        size = self.num_replicas * self.step_batches
+        runs = [batches[i : i + size] for i in range(0, len(batches), size)]
         if self.shuffle and not self.sorted_first:
-            random.Random(self.seed * 1_000_003 + self.epoch).shuffle(batches)
-        # each rank takes every num_replicas-th batch; drop the ragged tail so ranks stay in step
-        usable = (
-            len(batches) - len(batches) % self.num_replicas
-            if self.num_replicas > 1
-            else len(batches)
-        )
-        return batches[self.rank : usable : self.num_replicas]
+            # a short run (fewer batches than one step takes) goes last, so steps stay aligned
+            short = runs.pop() if runs and len(runs[-1]) < size else None
+            rng.shuffle(runs)
+            runs += [short] if short else []
+        # within a run, rank r takes batches r, r + num_replicas, ...
+        return [b for run in runs for b in run[self.rank :: self.num_replicas]]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self._order())

@@ -4,6 +4,12 @@ An experiment folder holds ``config.yaml`` (the resolved config), ``train.log``,
 ``curve.png`` (loss and validation WER by epoch), ``last.pt`` (written every epoch, for resume) and
 ``best.pt`` (lowest validation WER). Both ``.pt`` files are model files that ``asr transcribe`` and
 ``asr evaluate`` take as they are.
+
+Distributed data-parallel training runs under ``torchrun`` (PyTorch's launcher): each process reads
+its rank from the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), joins the process group
+(NCCL on CUDA, gloo on the CPU) and wraps the model in ``DistributedDataParallel``. The bucketing
+sampler gives each rank every ``world_size``-th batch (all ranks the same number), validation is
+sharded by utterance and gathered (the same WER as one process), and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -11,14 +17,18 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -50,6 +60,52 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device={name!r} but CUDA is not available")
     return device
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """Where this process sits in a data-parallel run (``world_size`` 1: a plain single process)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> tuple[Distributed, torch.device]:
+    """Join the process group that ``torchrun`` describes in the environment, if any.
+
+    Without ``WORLD_SIZE`` > 1 this is a single process on ``device_name``. Under ``torchrun``
+    each process takes GPU ``LOCAL_RANK`` (backend NCCL), or the CPU (backend gloo) when
+    ``train.device=cpu`` or no GPU is present.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world_size <= 1:
+        return Distributed(), device
+    info = Distributed(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return info, device
+
+
+def _all_gather(obj, ddp: Distributed) -> list:
+    """Every rank's ``obj`` in rank order (just ``[obj]`` in a single process)."""
+    if not ddp.enabled:
+        return [obj]
+    out: list = [None] * ddp.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def seed_everything(seed: int) -> None:
@@ -102,10 +158,22 @@ def make_loader(
     shuffle: bool,
     seed: int = 0,
     transform: WaveAugment | None = None,
+    num_replicas: int = 1,
+    rank: int = 0,
+    step_batches: int = 1,
 ) -> DataLoader:
+    """A loader of length-bucketed batches; ``num_replicas``/``rank`` shard the batches by rank,
+    and one optimizer step's ``step_batches`` per rank come from batches of neighbouring length."""
     dataset = SpeechDataset(utts, tokenizer, sample_rate, transform)
     sampler = BucketBatchSampler(
-        dataset.durations(), batch_seconds, max_batch_size, shuffle=shuffle, seed=seed
+        dataset.durations(),
+        batch_seconds,
+        max_batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        num_replicas=num_replicas,
+        rank=rank,
+        step_batches=step_batches,
     )
     return DataLoader(
         dataset,
@@ -144,8 +212,14 @@ def evaluate(
     device: torch.device,
     progress: bool = False,
     decoder: Callable[[torch.Tensor, torch.Tensor], list] | None = None,
+    ddp: Distributed | None = None,
 ) -> EvalResult:
-    """CTC loss and WER/CER of ``model`` over ``loader`` (greedy unless ``decoder`` is given)."""
+    """CTC loss and WER/CER of ``model`` over ``loader`` (greedy unless ``decoder`` is given).
+
+    With ``ddp`` enabled, each rank's ``loader`` holds its own share of the utterances; the
+    hypotheses and losses of all ranks are gathered and scored together, so every rank returns
+    the result one process would get on the whole set.
+    """
     decoder = decoder or GreedyDecoder(tokenizer)
     model.eval()
     total_loss, total_utts = 0.0, 0
@@ -160,6 +234,10 @@ def evaluate(
             ids.append(utt_id)
             refs.append(ref)
             hyps.append(hyp.text)
+    if ddp is not None and ddp.enabled:
+        parts = _all_gather((total_loss, total_utts, ids, refs, hyps), ddp)
+        total_loss, total_utts = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        ids, refs, hyps = ([x for p in parts for x in p[k]] for k in (2, 3, 4))
     return EvalResult(total_loss / max(1, total_utts), score(ids, refs, hyps))
 
 
@@ -232,39 +310,60 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = True, progress: bool 
             schedule, epoch and random state).
         progress: show a progress bar.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) this is one rank of a data-parallel run: every rank
+    calls it with the same arguments; only rank 0 writes into ``out_dir``.
+
     Returns:
-        the last epoch's history record (losses, WER, CER, timings).
+        the last epoch's history record (losses, WER, CER, timings), the same on every rank.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    handler = _setup_logging(out_dir)
+    joined = not dist.is_initialized()
+    ddp, device = init_distributed(cfg.train.device)
+    joined = joined and dist.is_initialized()
+    handler = _setup_logging(out_dir) if ddp.is_main else None
     try:
-        return _train(cfg, out_dir, resume, progress)
+        return _train(cfg, out_dir, resume, progress and ddp.is_main, ddp, device)
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+        if joined:
+            dist.destroy_process_group()
 
 
-def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool) -> dict:
+def _train(
+    cfg: Config,
+    out_dir: Path,
+    resume: bool,
+    progress: bool,
+    ddp: Distributed,
+    device: torch.device,
+) -> dict:
     if not cfg.data.train or not cfg.data.valid:
         raise ValueError(
             "data.train and data.valid must name manifests (e.g. data.train=train.jsonl)"
         )
-    device = resolve_device(cfg.train.device)
-    seed_everything(cfg.train.seed)
-    save_config(cfg, out_dir / "config.yaml")
+    accumulate = cfg.train.accumulate_grad
+    if accumulate < 1:
+        raise ValueError(f"train.accumulate_grad must be 1 or more, got {accumulate}")
+    seed_everything(cfg.train.seed)  # the same on every rank: identical initial weights
+    if ddp.is_main:
+        save_config(cfg, out_dir / "config.yaml")
 
     tokenizer = Tokenizer()
     features = FeatureExtractor(cfg.features).to(device)
     model = AcousticModel(cfg.model, features.num_features, len(tokenizer)).to(device)
     sr = cfg.features.sample_rate
+    if ddp.rank > 0:  # augmentation draws differ between ranks; rank 0 keeps the 1-process stream
+        seed_everything(cfg.train.seed + 1000 * ddp.rank)
 
     def out_frames(seconds: float) -> int:
         samples = torch.tensor([int(seconds * sr)])
         return int(model.output_lengths(features.output_lengths(samples)))
 
     augment = WaveAugment(cfg.augment, cfg.features.sample_rate)
-    loaders = {}
+    loaders, kept = {}, {}
     for split, path in (("train", cfg.data.train), ("valid", cfg.data.valid)):
         # sped-up or cropped copies are shorter: a training transcript must fit the shortest one
         ratio = augment.min_length_ratio if split == "train" else 1.0
@@ -278,8 +377,10 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool) -> dict:
         log.info(report.summary(f"{split} ({path})"))
         if not utts:
             raise ValueError(f"{path}: no usable utterances ({report.summary(split)})")
+        kept[split] = utts
         loaders[split] = make_loader(
-            utts,
+            # training shards batches by rank; validation shards utterances (none is dropped)
+            utts if split == "train" else utts[ddp.rank :: ddp.world_size],
             tokenizer,
             sr,
             cfg.data.batch_seconds,
@@ -288,45 +389,83 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool) -> dict:
             shuffle=split == "train",
             seed=cfg.train.seed,
             transform=augment if split == "train" else None,
+            num_replicas=ddp.world_size if split == "train" else 1,
+            rank=ddp.rank if split == "train" else 0,
+            step_batches=accumulate if split == "train" else 1,
         )
     train_loader = loaders["train"]
     sampler: BucketBatchSampler = train_loader.batch_sampler  # type: ignore[assignment]
+    if len(train_loader) == 0:
+        raise ValueError(
+            f"{cfg.data.train}: fewer batches ({len(sampler.batches)}) than ranks ({ddp.world_size})"
+        )
+    net: torch.nn.Module = model
+    if ddp.enabled:
+        net = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False,  # the model has no buffers that training changes
+        )
 
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
     )
-    total_steps = cfg.train.epochs * len(train_loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(cfg.train.warmup_steps, total_steps, cfg.train.min_lr_ratio)
+    steps_per_epoch = math.ceil(len(train_loader) / accumulate)
+    schedule = lr_lambda(
+        cfg.train.warmup_steps, cfg.train.epochs * steps_per_epoch, cfg.train.min_lr_ratio
     )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     use_amp = cfg.train.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     start_epoch, history, best_wer = 0, [], float("inf")
     last_path = out_dir / "last.pt"
-    if resume and last_path.exists():
-        ckpt = read_model_file(last_path)
+    # rank 0 reads the checkpoint and sends it to the others: no shared file system needed
+    ckpt = read_model_file(last_path) if resume and ddp.is_main and last_path.exists() else None
+    if ddp.enabled:
+        box = [ckpt]
+        dist.broadcast_object_list(box, src=0)
+        ckpt = box[0]
+    if ckpt is not None:
         state = ckpt["train_state"]
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, history, best_wer = state["epoch"], state["history"], state["best_wer"]
-        set_rng_state(state["rng"])
+        if state.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch:
+            # another number of ranks (or accumulation): keep the schedule's place by epochs
+            scheduler.last_epoch = start_epoch * steps_per_epoch
+            for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+                group["lr"] = base * schedule(scheduler.last_epoch)
+            log.info(
+                f"steps per epoch now {steps_per_epoch}: schedule moved to step {scheduler.last_epoch}"
+            )
+        per_rank = state.get("rng_per_rank", [state["rng"]])
+        if len(per_rank) == ddp.world_size:
+            set_rng_state(per_rank[ddp.rank])
+        else:  # another number of ranks: rank 0 continues, the others start fresh streams
+            if ddp.is_main:
+                set_rng_state(state["rng"])
+            else:
+                seed_everything(cfg.train.seed + 1000 * ddp.rank + start_epoch)
         log.info(f"resumed from {last_path} after epoch {start_epoch}")
 
     n_params = count_parameters(model)
     log.info(
         f"model: {n_params / 1e6:.2f}M parameters, {cfg.model.num_layers} x {cfg.model.rnn_type} "
-        f"{cfg.model.hidden_size}; device {device}; {len(train_loader)} batches per epoch"
+        f"{cfg.model.hidden_size}; device {device}; {ddp.world_size} rank(s) x "
+        f"{len(train_loader)} batches per epoch, {accumulate} per optimizer step"
     )
     record = {}
     for epoch in range(start_epoch, cfg.train.epochs):
         model.train()
         sampler.set_epoch(epoch, sorted_first=cfg.train.sortagrad and epoch == 0)
         t0 = time.perf_counter()
-        audio_seconds, loss_sum, n_batches = 0.0, 0.0, 0
+        audio_seconds, loss_sum, n_batches, n_steps = 0.0, 0.0, 0, 0
+        n_micro = len(train_loader)
+        optimizer.zero_grad(set_to_none=True)
         bar = tqdm(
             train_loader,
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
@@ -334,38 +473,58 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool) -> dict:
             dynamic_ncols=True,
             leave=False,
         )
-        for batch in bar:
+        for i, batch in enumerate(bar):
+            group_start = i - i % accumulate
+            group_size = min(accumulate, n_micro - group_start)  # the epoch's last may be short
+            steps_now = i - group_start == group_size - 1
             batch = batch.to(device)
             feats, feat_lens = features(batch.waves, batch.wav_lens)
             if cfg.augment.spec_augment:
                 feats = spec_augment(feats, feat_lens, cfg.augment.specaug)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                log_probs, out_lens = model(feats, feat_lens)
-            loss = ctc_loss(log_probs, out_lens, batch)
-            if not torch.isfinite(loss):
-                log.info(f"epoch {epoch + 1}: non-finite loss on batch {batch.ids[:3]}..., skipped")
-                optimizer.zero_grad(set_to_none=True)
+            # gradients are averaged across ranks only on a step's last micro-batch
+            sync = nullcontext() if steps_now or not ddp.enabled else net.no_sync()
+            with sync:
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    log_probs, out_lens = net(feats, feat_lens)
+                loss = ctc_loss(log_probs, out_lens, batch)
+                finite = torch.isfinite(loss.detach()).float()
+                if ddp.enabled:  # every rank skips together, or the all-reduce would hang
+                    dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+                if not finite.item():
+                    log.info(
+                        f"epoch {epoch + 1}: non-finite loss on batch {batch.ids[:3]}..., skipped"
+                    )
+                    if steps_now:
+                        optimizer.zero_grad(set_to_none=True)
+                    continue
+                scaler.scale(loss / group_size).backward()
+            loss_sum += loss.item()
+            n_batches += 1
+            audio_seconds += float(batch.wav_lens.sum()) / sr
+            if not steps_now:
                 continue
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            loss_sum += loss.item()
-            n_batches += 1
-            audio_seconds += float(batch.wav_lens.sum()) / sr
-            speed = audio_seconds / (time.perf_counter() - t0)
+            optimizer.zero_grad(set_to_none=True)
+            speed = audio_seconds * ddp.world_size / (time.perf_counter() - t0)
             lr = scheduler.get_last_lr()[0]
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.0f}")
-            if n_batches % cfg.train.log_every == 0:
+            n_steps += 1
+            if n_steps % cfg.train.log_every == 0:
                 log.info(
-                    f"epoch {epoch + 1} step {n_batches}/{len(train_loader)} loss {loss.item():.4f} "
+                    f"epoch {epoch + 1} step {n_steps}/{steps_per_epoch} loss {loss.item():.4f} "
                     f"grad_norm {float(grad_norm):.2f} lr {lr:.2e} audio_s/s {speed:.1f}"
                 )
+        if ddp.enabled:  # the epoch's loss and audio over all ranks
+            totals = torch.tensor([loss_sum, n_batches, audio_seconds], dtype=torch.float64)
+            totals = totals.to(device)
+            dist.all_reduce(totals)
+            loss_sum, n_batches, audio_seconds = totals.tolist()
         train_time = time.perf_counter() - t0
-        result = evaluate(model, features, tokenizer, loaders["valid"], device)
+        result = evaluate(model, features, tokenizer, loaders["valid"], device, ddp=ddp)
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(1, n_batches),
@@ -384,43 +543,82 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool) -> dict:
         )
         if progress:
             tqdm.write(f"epoch {epoch + 1}: valid {result.score.summary()}")
-
-        info = {
-            "epoch": epoch + 1,
-            "valid_wer": result.score.wer,
-            "valid_cer": result.score.cer,
-            "train_manifest": cfg.data.train,
-            "valid_manifest": cfg.data.valid,
-        }
-        model_rec = model_record(
-            asdict(cfg.features), asdict(cfg.model), tokenizer.to_list(), model.state_dict(), info
-        )
         improved = result.score.wer < best_wer
         if improved:
             best_wer = result.score.wer
-            atomic_save(model_rec, out_dir / "best.pt")
-        train_state = {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch + 1,
-            "history": history,
-            "best_wer": best_wer,
-            "config": config_to_dict(cfg),
-            "rng": rng_state(),
-        }
-        if cfg.train.average_last > 0:
-            epochs_dir = out_dir / "epochs"
-            atomic_save(model.state_dict(), epochs_dir / f"epoch{epoch + 1}.pt")
-            stale = epochs_dir / f"epoch{epoch + 1 - cfg.train.average_last}.pt"
-            if stale.exists():
-                stale.unlink()
-        atomic_save({**model_rec, "train_state": train_state}, last_path)
-        (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-        plot_history(history, out_dir / "curve.png")
-    if cfg.train.average_last > 0 and history:
-        _average_last(cfg, out_dir, model, features, tokenizer, loaders["valid"], device, history)
+        rng_per_rank = _all_gather(rng_state(), ddp)
+        if ddp.is_main:
+            _save_epoch(
+                cfg,
+                out_dir,
+                model,
+                optimizer,
+                scheduler,
+                scaler,
+                tokenizer,
+                history,
+                best_wer,
+                improved,
+                steps_per_epoch,
+                rng_per_rank,
+            )
+    if cfg.train.average_last > 0 and history and ddp.is_main:
+        valid = make_loader(
+            kept["valid"], tokenizer, sr, cfg.data.batch_seconds, cfg.data.max_batch_size, 0, False
+        )
+        _average_last(cfg, out_dir, model, features, tokenizer, valid, device, history)
     return record
+
+
+def _save_epoch(
+    cfg: Config,
+    out_dir: Path,
+    model: AcousticModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    tokenizer: Tokenizer,
+    history: list[dict],
+    best_wer: float,
+    improved: bool,
+    steps_per_epoch: int,
+    rng_per_rank: list[dict],
+) -> None:
+    """Write ``best.pt`` (if improved), ``last.pt`` (for resume), the history and the plot."""
+    record = history[-1]
+    info = {
+        "epoch": record["epoch"],
+        "valid_wer": record["valid_wer"],
+        "valid_cer": record["valid_cer"],
+        "train_manifest": cfg.data.train,
+        "valid_manifest": cfg.data.valid,
+    }
+    model_rec = model_record(
+        asdict(cfg.features), asdict(cfg.model), tokenizer.to_list(), model.state_dict(), info
+    )
+    if improved:
+        atomic_save(model_rec, out_dir / "best.pt")
+    train_state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": record["epoch"],
+        "history": history,
+        "best_wer": best_wer,
+        "config": config_to_dict(cfg),
+        "rng": rng_per_rank[0],
+        "rng_per_rank": rng_per_rank,
+        "steps_per_epoch": steps_per_epoch,
+    }
+    if cfg.train.average_last > 0:
+        epochs_dir = out_dir / "epochs"
+        atomic_save(model.state_dict(), epochs_dir / f"epoch{record['epoch']}.pt")
+        stale = epochs_dir / f"epoch{record['epoch'] - cfg.train.average_last}.pt"
+        if stale.exists():
+            stale.unlink()
+    atomic_save({**model_rec, "train_state": train_state}, out_dir / "last.pt")
+    (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    plot_history(history, out_dir / "curve.png")
 
 
 def _average_last(

@@ -148,3 +148,33 @@ def test_dataset_loads_lazily_and_encodes(tmp_path):
     assert abs(len(ex.wave) - 16_000) <= 1 and ex.labels == Tokenizer().encode("ab")
     seg = SpeechDataset([Utterance("s", str(audio), 0.25, "a", offset=0.5)], Tokenizer(), 16_000)[0]
     assert abs(len(seg.wave) - 4000) <= 1
+
+
+def test_ranks_of_one_step_get_neighbouring_lengths():
+    import random
+
+    durations = [0.5 + 0.1 * (i % 97) for i in range(400)]
+    one = BucketBatchSampler(durations, 6.0, 8, seed=4)
+    one.set_epoch(3)
+    expected = list(one.batches)
+    random.Random(4 * 1_000_003 + 3).shuffle(expected)
+    assert list(one) == expected  # one process: the plain shuffle of batches, as before
+    for world, accumulate in ((4, 1), (2, 3)):
+        ranks = [
+            BucketBatchSampler(
+                durations, 6.0, 8, seed=4, num_replicas=world, rank=r, step_batches=accumulate
+            )
+            for r in range(world)
+        ]
+        for s in ranks:
+            s.set_epoch(3)
+        orders = [list(s) for s in ranks]
+        assert len({len(o) for o in orders}) == 1 and len(orders[0]) == len(ranks[0])
+        sorted_pos = {tuple(b): i for i, b in enumerate(ranks[0].batches)}
+        n_steps = len(orders[0]) // accumulate
+        for k in range(n_steps):
+            step = [tuple(b) for o in orders for b in o[k * accumulate : (k + 1) * accumulate]]
+            positions = sorted(sorted_pos[b] for b in step)
+            assert positions[-1] - positions[0] <= world * accumulate  # one run of neighbours
+        seen = [i for o in orders for b in o for i in b]
+        assert len(seen) == len(set(seen))  # no utterance twice

@@ -131,3 +131,72 @@ def test_average_of_the_last_epochs(tmp_path, example_manifest):
         if v.is_floating_point():
             assert torch.allclose(v, (epochs[0][k] + epochs[1][k]) / 2, atol=1e-6), k
     assert "average of epochs 2-3" in (tmp_path / "train.log").read_text()
+
+
+def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path, example_manifest):
+    """torchrun, 2 CPU processes (gloo) x 1 utterance per step == 1 process accumulating 2.
+
+    Then the 2-rank run resumes on 1 process and ends where the 1-process run ends.
+    """
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    same = {"data.max_batch_size": 1, "augment.spec_augment": False, "train.epochs": 1}
+    one = tmp_path / "one"
+    train(_cfg(example_manifest, **same, **{"train.accumulate_grad": 2}), one, progress=False)
+
+    two = tmp_path / "two"
+    overrides = [
+        f"data.train={example_manifest}",
+        f"data.valid={example_manifest}",
+        "data.num_workers=0",
+        "data.batch_seconds=2.0",
+        "train.warmup_steps=5",
+        "train.lr=0.005",
+        "train.log_every=1",
+        "train.device=cpu",
+    ] + [f"{k}={v}" for k, v in same.items()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        + ["-m", "asr", "train", "--out", str(two), "--no-progress"]
+        + ["-c", str(ROOT / "conf/model/tiny.yaml"), *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("valid WER") == 1  # only rank 0 prints
+    a, b = (json.loads((d / "history.json").read_text())[0] for d in (one, two))
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+    assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=1e-4)
+    assert b["valid_wer"] == a["valid_wer"]  # sharded validation, gathered: the same set
+    log = (two / "train.log").read_text()
+    assert "2 rank(s) x 5 batches per epoch" in log
+    wa = load_model(one / "last.pt").model.state_dict()
+    wb = load_model(two / "last.pt").model.state_dict()
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-5), k
+
+    # resume either run for a second epoch on one process: the same weights at the end
+    shutil.copytree(one, tmp_path / "one2")
+    more = {**same, "train.epochs": 2, "train.accumulate_grad": 2}
+    train(_cfg(example_manifest, **more), tmp_path / "one2", progress=False)
+    train(_cfg(example_manifest, **more), two, progress=False)
+    wa = load_model(tmp_path / "one2" / "last.pt").model.state_dict()
+    wb = load_model(two / "last.pt").model.state_dict()
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-4), k
+
+
+def test_accumulation_counts_optimizer_steps(tmp_path, example_manifest):
+    cfg = _cfg(example_manifest, **{"train.epochs": 1, "data.max_batch_size": 1})
+    cfg.train.accumulate_grad = 3  # 10 batches -> steps of 3, 3, 3 and 1
+    train(cfg, tmp_path, progress=False)
+    state = torch.load(tmp_path / "last.pt", weights_only=False)["train_state"]
+    assert state["steps_per_epoch"] == 4 and state["scheduler"]["last_epoch"] == 4

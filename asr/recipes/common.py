@@ -1,17 +1,28 @@
-"""What every importer shares: the preparation summary, writing splits, downloading archives."""
+"""What every importer shares: the preparation summary, writing splits, downloading archives.
+
+Downloads resume (HTTP ``Range`` on a ``.part`` file), are verified (md5 or sha256) and leave
+``.done`` markers, so a re-run of ``asr prepare ... --download`` skips every finished step.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import random
 import re
-import shutil
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tqdm import tqdm
 
 from asr.data import Utterance, write_manifest
 from asr.text import Tokenizer, normalize_text
@@ -62,47 +73,200 @@ def write_splits(summary: PrepareSummary, out_dir: str | Path) -> dict[str, Path
     return paths
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks (archives are tens of gigabytes)."""
+    digest = hashlib.new(algorithm)
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def download(url: str, dest: Path, checksum: str | None = None) -> Path:
-    """Fetch ``url`` (or copy a local path / ``file://`` URL) to ``dest``, verifying a SHA-256.
+def parse_checksum(checksum: str) -> tuple[str, str]:
+    """``"md5:HEX"``, ``"sha256:HEX"`` or a bare hex digest (32 digits: md5, 64: sha256)."""
+    algorithm, _, value = checksum.rpartition(":")
+    algorithm, value = algorithm.strip().lower(), value.strip().lower()
+    if not algorithm:
+        algorithm = {32: "md5", 64: "sha256"}.get(len(value), "")
+    if algorithm not in ("md5", "sha256") or not re.fullmatch(r"[0-9a-f]+", value):
+        raise ValueError(f"checksum {checksum!r} is not md5:HEX, sha256:HEX or a bare md5/sha256")
+    return algorithm, value
 
-    A finished download is kept and re-verified instead of fetched again; a partial one is written
-    to ``dest.part`` and only renamed when complete.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() and (checksum is None or sha256(dest) == checksum):
-        return dest
-    part = dest.with_name(dest.name + ".part")
-    if Path(url).exists():
-        shutil.copyfile(url, part)
+
+def _local_source(url: str) -> Path | None:
+    """The file a ``file://`` URL or a plain path names; ``None`` for a remote URL."""
+    if url.startswith("file://"):
+        return Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    if "://" not in url:
+        return Path(url)
+    return None
+
+
+def _fetch_into(url: str, part: Path, progress: bool) -> None:
+    """Append the rest of ``url`` to ``part``, starting where ``part`` ends (HTTP Range / seek)."""
+    done = part.stat().st_size if part.exists() else 0
+    local = _local_source(url)
+    if local is not None:
+        if not local.is_file():
+            raise FileNotFoundError(f"{url}: file not found")
+        total = local.stat().st_size
+        if done > total:
+            done = 0
+        src = local.open("rb")
+        src.seek(done)
     else:
-        with urllib.request.urlopen(url) as response, part.open("wb") as f:
-            shutil.copyfileobj(response, f)
-    if checksum is not None and sha256(part) != checksum:
-        part.unlink()
-        raise ValueError(f"{url}: checksum mismatch (expected sha256 {checksum})")
-    part.replace(dest)
-    return dest
-
-
-def extract_zip(archive: Path, dest: Path) -> Path:
-    """Extract ``archive`` into ``dest`` once (a ``.done`` marker records a finished extraction)."""
-    marker = dest / f".{archive.name}.done"
-    if not marker.exists():
+        request = urllib.request.Request(url, headers={"User-Agent": "asr-recipes"})
+        if done:
+            request.add_header("Range", f"bytes={done}-")
         try:
-            with zipfile.ZipFile(archive) as z:
-                z.extractall(dest)
-        except zipfile.BadZipFile:
-            raise ValueError(f"{archive}: not a valid zip archive") from None
-        marker.touch()
+            src = urllib.request.urlopen(request, timeout=60)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and done:  # the range starts at the end: nothing left to fetch
+                return
+            raise
+        if done and src.status != 206:  # the server ignored the range: start over
+            done = 0
+        length = src.headers.get("Content-Length")
+        total = done + int(length) if length is not None else None
+    mode = "ab" if done else "wb"
+    with (
+        src,
+        part.open(mode) as f,
+        tqdm(
+            total=total,
+            initial=done,
+            unit="B",
+            unit_scale=True,
+            desc=part.name.removesuffix(".part"),
+            disable=not progress,
+            leave=False,
+        ) as bar,
+    ):
+        for block in iter(lambda: src.read(1 << 20), b""):
+            f.write(block)
+            bar.update(len(block))
+    if total is not None and part.stat().st_size != total:
+        raise OSError(f"{url}: got {part.stat().st_size} of {total} bytes")
+
+
+def download(
+    url: str,
+    dest: Path,
+    checksum: str | None = None,
+    retries: int = 3,
+    progress: bool | None = None,
+) -> Path:
+    """Fetch ``url`` (``http(s)://``, ``file://`` or a local path) to ``dest`` and verify it.
+
+    The bytes go to ``dest.part``; an interrupted download resumes from where the ``.part`` file
+    ends (an HTTP ``Range`` request; a seek for local files) and is retried ``retries`` times. The
+    finished file is checked against ``checksum``, then renamed to ``dest`` and a marker
+    ``dest.done`` (holding the checksum) is written, so a re-run skips it without re-hashing.
+
+    Args:
+        url: where the file is.
+        dest: where it goes.
+        checksum: ``md5:HEX``, ``sha256:HEX`` or a bare md5/sha256 digest; ``None``: not checked.
+        retries: attempts after a dropped connection, each resuming the ``.part`` file.
+        progress: show a progress bar (default: when stderr is a terminal).
+
+    Raises:
+        ValueError: the checksum does not match (the ``.part`` file is removed, so a re-run
+            fetches it afresh); the message names the URL and both digests.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    marker = dest.with_name(dest.name + ".done")
+    expected = parse_checksum(checksum) if checksum else None
+    wanted = f"{expected[0]}:{expected[1]}" if expected else ""
+    if dest.is_file() and marker.is_file() and marker.read_text().strip() == wanted:
+        return dest
+    progress = sys.stderr.isatty() if progress is None else progress
+    part = dest.with_name(dest.name + ".part")
+    if not dest.is_file():
+        for attempt in range(retries + 1):
+            try:
+                _fetch_into(url, part, progress)
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                if isinstance(exc, FileNotFoundError) or attempt == retries:
+                    raise
+                print(f"{url}: {exc}; resuming (attempt {attempt + 2})", file=sys.stderr)
+                time.sleep(min(30, 2**attempt))
+        part.replace(dest)
+    if expected is not None:
+        algorithm, value = expected
+        actual = file_digest(dest, algorithm)
+        if actual != value:
+            bad = dest.with_name(dest.name + ".part")
+            dest.replace(bad)
+            bad.unlink()
+            raise ValueError(
+                f"{url}: checksum mismatch: expected {algorithm} {value}, got {actual} "
+                f"(the download was removed; check the URL or pass the right checksum)"
+            )
+    marker.write_text(wanted + "\n")
     return dest
+
+
+def extract(archive: Path, dest: Path) -> Path:
+    """Unpack a ``.zip``, ``.tar``, ``.tar.gz``/``.tgz`` or ``.tar.bz2`` into ``dest``, once.
+
+    A marker ``dest/.<archive name>.done`` records a finished extraction; an interrupted one is
+    simply redone. Tar members that would land outside ``dest`` (absolute paths, ``..``, links
+    out) are refused.
+    """
+    archive, dest = Path(archive), Path(dest)
+    marker = dest / f".{archive.name}.done"
+    if marker.exists():
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(dest)
+    else:
+        try:
+            with tarfile.open(archive) as t:
+                if hasattr(tarfile, "data_filter"):
+                    t.extractall(dest, filter="data")
+                else:  # Python < 3.10.12 / 3.11.4: check the members ourselves
+                    root = dest.resolve()
+                    for member in t.getmembers():
+                        target = (dest / member.name).resolve()
+                        if (
+                            root not in (target, *target.parents)
+                            or member.issym()
+                            or member.islnk()
+                        ):
+                            raise ValueError(f"{archive}: member {member.name!r} leaves {dest}")
+                    t.extractall(dest)
+        except getattr(tarfile, "FilterError", ()) as exc:
+            raise ValueError(f"{archive}: refused an unsafe member: {exc}") from None
+        except tarfile.TarError as exc:
+            raise ValueError(f"{archive}: not a valid zip or tar archive ({exc})") from None
+    marker.touch()
+    return dest
+
+
+def fetch_archive(
+    url: str, download_dir: Path, name: str, checksum: str | None, keep: bool = True
+) -> Path:
+    """Download ``url`` as ``download_dir/name``, verify it and extract it into ``download_dir``.
+
+    Skipped entirely once the extraction's ``.done`` marker exists (so ``keep=False``, which
+    deletes the archive after extracting, does not cause a re-download).
+
+    Returns:
+        ``download_dir``, which now holds the archive's contents.
+    """
+    download_dir = Path(download_dir)
+    if (download_dir / f".{name}.done").exists():
+        return download_dir
+    archive = download(url, download_dir / name, checksum)
+    extract(archive, download_dir)
+    if not keep:
+        archive.unlink()
+    return download_dir
 
 
 def split_names(values: Sequence[str] | str | None) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from asr.audio import AudioError, audio_duration
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, download, extract_zip, split_names
+from asr.recipes.common import PrepareSummary, fetch_archive, split_names
 
 URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.zip"
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -30,10 +30,9 @@ def find_recordings(source: Path) -> Path:
     raise FileNotFoundError(f"{source}: no FSDD recordings/ folder with .wav files found")
 
 
-def fetch(out_dir: Path, url: str = URL) -> Path:
+def fetch(out_dir: Path, url: str = URL, checksum: str | None = None) -> Path:
     """Download and extract the corpus archive into ``out_dir/download`` (skipped when done)."""
-    archive = download(url, out_dir / "download" / "fsdd.zip")
-    return extract_zip(archive, out_dir / "download")
+    return fetch_archive(url, Path(out_dir) / "download", "fsdd.zip", checksum)
 
 
 def prepare(

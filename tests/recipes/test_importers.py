@@ -200,3 +200,27 @@ def test_hold_out_by_group_is_repeatable():
     assert len({u.text for u in by_text["test"]}) == 1 and len(by_text["test"]) == 8
     with pytest.raises(ValueError, match="only"):
         hold_out(utts, "speaker", test=20)
+
+
+def test_ljspeech_and_speechocean_download_from_local_archives(tmp_path, capsys):
+    from tests.recipes.conftest import make_tar
+
+    lj = tmp_path / "build" / "LJSpeech-1.1"
+    write_audio(lj / "wavs" / "LJ001-0001.wav", tone(0.5, 22_050), 22_050)
+    (lj / "metadata.csv").write_text("LJ001-0001|Printing|Printing\n")
+    md5 = make_tar(lj, tmp_path / "LJSpeech-1.1.tar.bz2", "LJSpeech-1.1")
+    out = tmp_path / "lj"
+    args = ["prepare", "ljspeech", "--download", str(tmp_path / "LJSpeech-1.1.tar.bz2")]
+    assert main([*args, "--out", str(out), "--checksum", "1" * 32]) == 2
+    assert "checksum mismatch" in capsys.readouterr().err
+    assert main([*args, "--out", str(out), "--checksum", md5]) == 0
+    assert len((out / "all.jsonl").read_text().splitlines()) == 1
+
+    root = _kaldi_tree(tmp_path / "build" / "speechocean762")
+    make_tar(root, tmp_path / "speechocean762.tar.gz", "speechocean762")
+    out = tmp_path / "so"
+    args = ["prepare", "speechocean762", "--download", str(tmp_path / "speechocean762.tar.gz")]
+    assert main([*args, "--out", str(out), "--dev", "1"]) == 0
+    assert {p.name for p in out.glob("*.jsonl")} == {"train.jsonl", "dev.jsonl"}
+    (tmp_path / "speechocean762.tar.gz").unlink()
+    assert main([*args, "--out", str(out), "--dev", "1"]) == 0  # .done: not fetched again

@@ -1,0 +1,169 @@
+"""LibriSpeech (OpenSLR 12): read audiobooks, 16 kHz FLAC, 960 h of training speech.
+
+Layout (each archive unpacks into ``LibriSpeech/<split>/``)::
+
+    LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt   "ID TRANSCRIPT" lines
+    LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
+
+Every split becomes ``<split>.jsonl`` (``train-clean-100.jsonl``, ``dev-other.jsonl``, ...), with
+the speaker id as ``speaker``. The official language-model resources (OpenSLR 11: ARPA n-grams,
+vocabulary, lexicon) are an option; the ARPA files are unpacked and lower-cased, as this project's
+transcripts are.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+from asr.audio import AudioError, audio_duration
+from asr.data import Utterance
+from asr.recipes.common import PrepareSummary, download, fetch_archive
+
+BASE_URL = "https://www.openslr.org/resources/12"
+LM_BASE_URL = "https://www.openslr.org/resources/11"
+
+
+@dataclass(frozen=True)
+class Archive:
+    name: str
+    md5: str  # as published in https://www.openslr.org/resources/12/md5sum.txt
+    hours: float
+
+
+ARCHIVES = {
+    a.name: a
+    for a in (
+        Archive("train-clean-100", "2a93770f6d5c6c964bc36631d331a522", 100.6),
+        Archive("train-clean-360", "c0e676e450a7ff2f54aeade5171606fa", 363.6),
+        Archive("train-other-500", "d1a0fd59409feb2c614ce4d30c387708", 496.7),
+        Archive("dev-clean", "42e2234ba48799c1f50f24a7926300a1", 5.4),
+        Archive("dev-other", "c8d0bcc9cca99d4f8b62fcc847357931", 5.3),
+        Archive("test-clean", "32fa31d27d2e1cad72775fee3f4849a9", 5.4),
+        Archive("test-other", "fb5a50374b501bb3bac4815ee91d3135", 5.1),
+    )
+}
+SPLITS = list(ARCHIVES)
+# OpenSLR 11 publishes no checksums beside these files; they are fetched unverified (resumable).
+LM_FILES = [
+    "3-gram.arpa.gz",
+    "3-gram.pruned.1e-7.arpa.gz",
+    "3-gram.pruned.3e-7.arpa.gz",
+    "4-gram.arpa.gz",
+    "librispeech-vocab.txt",
+    "librispeech-lexicon.txt",
+]
+
+
+def find_root(source: Path) -> Path:
+    """The folder holding the split folders: ``source/LibriSpeech``, or ``source`` itself."""
+    source = Path(source)
+    for candidate in (source / "LibriSpeech", source):
+        if candidate.is_dir() and any((candidate / s).is_dir() for s in SPLITS):
+            return candidate
+    raise FileNotFoundError(
+        f"{source}: no LibriSpeech split folder ({', '.join(SPLITS)}) in it or in its LibriSpeech/"
+    )
+
+
+def fetch(
+    out_dir: Path, splits: list[str], base_url: str = BASE_URL, keep_archives: bool = True
+) -> Path:
+    """Download, verify (md5) and extract each split's archive into ``out_dir/download``.
+
+    ``base_url`` may be a mirror or a local folder holding ``<split>.tar.gz``. Finished splits
+    (their ``.done`` marker) are skipped.
+
+    Returns:
+        the folder holding ``LibriSpeech/``.
+    """
+    dest = Path(out_dir) / "download"
+    for split in splits:
+        archive = ARCHIVES[split]
+        fetch_archive(
+            f"{base_url.rstrip('/')}/{split}.tar.gz",
+            dest,
+            f"{split}.tar.gz",
+            f"md5:{archive.md5}",
+            keep_archives,
+        )
+    return dest
+
+
+def fetch_lm(out_dir: Path, base_url: str = LM_BASE_URL) -> Path:
+    """Download the OpenSLR 11 LM resources into ``out_dir/lm``; unpack each ARPA lower-cased.
+
+    ``3-gram.arpa.gz`` becomes ``3-gram.arpa`` (lower case, what ``asr lm lexicon`` and the beam
+    decoder expect); a ``.done`` marker per file makes re-runs skip finished work.
+
+    Returns:
+        the ``lm`` folder.
+    """
+    lm_dir = Path(out_dir) / "lm"
+    for name in LM_FILES:
+        path = download(f"{base_url.rstrip('/')}/{name}", lm_dir / name)
+        if name.endswith(".arpa.gz"):
+            unpack_arpa(path, lm_dir / name.removesuffix(".gz"))
+    return lm_dir
+
+
+def unpack_arpa(gz: Path, arpa: Path) -> Path:
+    """Gunzip an ARPA file, lower-casing it (ARPA keywords are lower case already), once."""
+    marker = arpa.with_name(arpa.name + ".done")
+    if marker.exists() and arpa.exists():
+        return arpa
+    tmp = arpa.with_name(arpa.name + ".tmp")
+    with gzip.open(gz, "rt", encoding="utf-8") as src, tmp.open("w", encoding="utf-8") as dst:
+        for line in src:
+            dst.write(line.lower())
+    tmp.replace(arpa)
+    marker.touch()
+    return arpa
+
+
+def read_split(folder: Path, name: str, summary: PrepareSummary) -> list[Utterance]:
+    """Every utterance of one split folder; missing or unreadable audio is reported and skipped."""
+    utts = []
+    for trans in sorted(folder.glob("*/*/*.trans.txt")):
+        with trans.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                parts = line.strip().split(maxsplit=1)
+                if not parts:
+                    continue
+                where = f"{trans}: line {n}"
+                if len(parts) < 2:
+                    summary.skip(where, "empty transcript")
+                    continue
+                utt_id, text = parts
+                audio = trans.parent / f"{utt_id}.flac"
+                try:
+                    duration = audio_duration(audio)
+                except AudioError as exc:
+                    summary.skip(where, f"unreadable audio ({exc})")
+                    continue
+                speaker = utt_id.split("-")[0]
+                utts.append(Utterance(utt_id, str(audio), round(duration, 4), text, speaker))
+    if not utts:
+        summary.skip(str(folder), f"no utterances in {name}")
+    return utts
+
+
+def prepare(source: Path, splits: list[str] | None = None) -> PrepareSummary:
+    """Read the given splits (default: every one found under ``source``).
+
+    Args:
+        source: the folder holding ``LibriSpeech/`` (or ``LibriSpeech`` itself).
+        splits: split names; one that is asked for and missing is an error.
+    """
+    root = find_root(source)
+    if splits is None:
+        splits = [s for s in SPLITS if (root / s).is_dir()]
+    summary = PrepareSummary()
+    for name in splits:
+        if name not in ARCHIVES:
+            raise ValueError(f"unknown LibriSpeech split {name!r} (known: {', '.join(SPLITS)})")
+        if not (root / name).is_dir():
+            raise FileNotFoundError(f"{root / name}: split folder not found (download it first)")
+        summary.splits[name] = read_split(root / name, name, summary)
+    return summary
