@@ -1,4 +1,4 @@
-"""A picture of what the model heard: spectrogram, CTC posteriors and word boundaries."""
+"""Pictures: what the model heard (spectrogram, CTC posteriors, word boundaries), training curves."""
 
 from __future__ import annotations
 
@@ -74,3 +74,29 @@ def plot_alignment(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    """Loss (train, valid) and validation WER/CER by epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax1.plot(epochs, [h["valid_loss"] for h in history], "o-", label="valid")
+    ax1.set(xlabel="epoch", ylabel="CTC loss per label", title="loss", yscale="log")
+    ax1.legend()
+    ax2.plot(epochs, [100 * h["valid_wer"] for h in history], "o-", label="WER")
+    ax2.plot(epochs, [100 * h["valid_cer"] for h in history], "o-", label="CER")
+    ax2.set(xlabel="epoch", ylabel="%", title="validation error (greedy)")
+    ax2.legend()
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

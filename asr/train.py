@@ -10,6 +10,7 @@ its rank from the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), joins 
 (NCCL on CUDA, gloo on the CPU) and wraps the model in ``DistributedDataParallel``. The bucketing
 sampler gives each rank every ``world_size``-th batch (all ranks the same number), validation is
 sharded by utterance and gathered (the same WER as one process), and only rank 0 writes files.
+The rank bookkeeping lives in :mod:`asr.distributed`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -45,9 +45,11 @@ from asr.data import (
     read_manifest,
 )
 from asr.decode import GreedyDecoder
+from asr.distributed import Distributed, all_gather, init_distributed
 from asr.features import FeatureExtractor, spec_augment
 from asr.metrics import Score, score
 from asr.model import AcousticModel, count_parameters
+from asr.plot import plot_history
 from asr.text import Tokenizer, normalize_text
 
 log = logging.getLogger("asr.train")
@@ -60,52 +62,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device={name!r} but CUDA is not available")
     return device
-
-
-@dataclass(frozen=True)
-class Distributed:
-    """Where this process sits in a data-parallel run (``world_size`` 1: a plain single process)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_name: str) -> tuple[Distributed, torch.device]:
-    """Join the process group that ``torchrun`` describes in the environment, if any.
-
-    Without ``WORLD_SIZE`` > 1 this is a single process on ``device_name``. Under ``torchrun``
-    each process takes GPU ``LOCAL_RANK`` (backend NCCL), or the CPU (backend gloo) when
-    ``train.device=cpu`` or no GPU is present.
-    """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_name)
-    if world_size <= 1:
-        return Distributed(), device
-    info = Distributed(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
-    if device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return info, device
-
-
-def _all_gather(obj, ddp: Distributed) -> list:
-    """Every rank's ``obj`` in rank order (just ``[obj]`` in a single process)."""
-    if not ddp.enabled:
-        return [obj]
-    out: list = [None] * ddp.world_size
-    dist.all_gather_object(out, obj)
-    return out
 
 
 def seed_everything(seed: int) -> None:
@@ -235,7 +191,7 @@ def evaluate(
             refs.append(ref)
             hyps.append(hyp.text)
     if ddp is not None and ddp.enabled:
-        parts = _all_gather((total_loss, total_utts, ids, refs, hyps), ddp)
+        parts = all_gather((total_loss, total_utts, ids, refs, hyps), ddp)
         total_loss, total_utts = sum(p[0] for p in parts), sum(p[1] for p in parts)
         ids, refs, hyps = ([x for p in parts for x in p[k]] for k in (2, 3, 4))
     return EvalResult(total_loss / max(1, total_utts), score(ids, refs, hyps))
@@ -266,32 +222,6 @@ def manifest_emissions(
     return ids, refs, emissions
 
 
-def plot_history(history: list[dict], path: Path) -> None:
-    """Loss (train, valid) and validation WER/CER by epoch, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    ax1.plot(epochs, [h["valid_loss"] for h in history], "o-", label="valid")
-    ax1.set(xlabel="epoch", ylabel="CTC loss per label", title="loss", yscale="log")
-    ax1.legend()
-    ax2.plot(epochs, [100 * h["valid_wer"] for h in history], "o-", label="WER")
-    ax2.plot(epochs, [100 * h["valid_cer"] for h in history], "o-", label="CER")
-    ax2.set(xlabel="epoch", ylabel="%", title="validation error (greedy)")
-    ax2.legend()
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-
-
 def _setup_logging(out_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(out_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -319,7 +249,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = True, progress: bool 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     joined = not dist.is_initialized()
-    ddp, device = init_distributed(cfg.train.device)
+    ddp, device = init_distributed(resolve_device(cfg.train.device))
     joined = joined and dist.is_initialized()
     handler = _setup_logging(out_dir) if ddp.is_main else None
     try:
@@ -546,7 +476,7 @@ def _train(
         improved = result.score.wer < best_wer
         if improved:
             best_wer = result.score.wer
-        rng_per_rank = _all_gather(rng_state(), ddp)
+        rng_per_rank = all_gather(rng_state(), ddp)
         if ddp.is_main:
             _save_epoch(
                 cfg,
