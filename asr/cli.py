@@ -43,6 +43,12 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--decoder", choices=["greedy", "beam"], default=None)
     g.add_argument("--decoder-config", type=Path, default=None)
     g.add_argument("--beam-size", type=int, default=None)
+    g.add_argument(
+        "--beam-size-token", type=int, default=None, help="tokens tried per frame (0: all)"
+    )
+    g.add_argument(
+        "--beam-threshold", type=float, default=None, help="prune beams this far below the best"
+    )
     g.add_argument("--lm", default=None, help="ARPA or KenLM binary word n-gram")
     g.add_argument(
         "--lexicon", default=None, help="word -> spelling file (from an ARPA LM if omitted)"
@@ -59,6 +65,8 @@ def _decoder(args: argparse.Namespace, tokenizer):
         args.decoder_config,
         kind=args.decoder,
         beam_size=args.beam_size,
+        beam_size_token=args.beam_size_token,
+        beam_threshold=args.beam_threshold,
         lm=args.lm,
         lexicon=args.lexicon,
         lm_weight=args.lm_weight,
