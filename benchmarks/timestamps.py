@@ -1,0 +1,127 @@
+"""How close word timestamps come to the truth, on clips joined with pauses of known length.
+
+    python benchmarks/timestamps.py --manifest data/default/fsdd/train.jsonl --files 5
+
+Each test file joins ``--clips`` one-word clips, chosen at random, with ``--gap`` seconds of
+background noise (``--noise-db`` dBFS) before each; the clips must be trimmed to the spoken word (as
+FSDD's are), so a word's true start and end are where its clip starts and ends in the file. Files
+longer than 30 s are cut at pauses by ``asr transcribe`` (:mod:`asr.vad`), so they go through the same
+path a user's long recording does.
+
+Two ways to get word times are measured:
+- the hypothesis: ``Recognizer.transcribe`` (greedy, words aligned by ``forced_align``), counting only
+  words it recognised (a hypothesis word is matched to the true word it overlaps most);
+- forced alignment of the reference transcript (``asr align``) over the whole file.
+
+Prints, for each, the words measured, the mean and 90th-percentile absolute error of the start and
+end times, the mean signed errors (negative: too early), and the share of words whose start and end
+both fall within 100 ms of the truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr.align import align
+from asr.audio import load_audio
+from asr.train import normalized_utterances
+from asr.transcribe import load_model
+
+TOLERANCE_S = 0.1
+
+
+def joined_file(
+    waves: list[np.ndarray],
+    texts: list[str],
+    gap: tuple[float, float],
+    noise_db: float,
+    rng,
+    sr: int,
+) -> tuple[torch.Tensor, list[tuple[str, float, float]]]:
+    """Clips joined with noisy pauses, and each word's true ``(text, start, end)`` in seconds."""
+    pieces, truth, t = [], [], 0.0
+    for wave, text in zip(waves, texts):
+        pause = np.zeros(int(rng.uniform(*gap) * sr), dtype=np.float32)
+        pieces += [pause, wave]
+        t += len(pause) / sr
+        truth.append((text, t, t + len(wave) / sr))
+        t += len(wave) / sr
+    pieces.append(np.zeros(int(gap[1] * sr), dtype=np.float32))
+    joined = np.concatenate(pieces)
+    joined += (10 ** (noise_db / 20) * rng.standard_normal(len(joined))).astype(np.float32)
+    return torch.from_numpy(joined), truth
+
+
+def summary(name: str, errors: list[tuple[float, float]]) -> str:
+    if not errors:
+        return f"| {name:<34} | {0:>5} | {'-':>13} | {'-':>13} | {'-':>13} | {'-':>8} |"
+    e = np.abs(np.array(errors)) * 1000  # (N, 2) ms
+    signed = np.array(errors).mean(0) * 1000
+    within = 100 * np.mean((e <= TOLERANCE_S * 1000).all(1))
+    return (
+        f"| {name:<34} | {len(e):5d} | {e[:, 0].mean():5.0f} / {np.percentile(e[:, 0], 90):5.0f} | "
+        f"{e[:, 1].mean():5.0f} / {np.percentile(e[:, 1], 90):5.0f} | "
+        f"{signed[0]:+5.0f} / {signed[1]:+5.0f} | {within:7.1f}% |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, default=None, help="default: the bundled model")
+    parser.add_argument("--manifest", type=Path, required=True, help="one-word, trimmed clips")
+    parser.add_argument("--files", type=int, default=5)
+    parser.add_argument("--clips", type=int, default=40, help="clips per file")
+    parser.add_argument("--gap", type=float, nargs=2, default=(0.3, 1.0), metavar=("MIN", "MAX"))
+    parser.add_argument("--noise-db", type=float, default=-40.0, help="background level, dBFS")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    rec = load_model(args.model)
+    sr = rec.sample_rate
+    utts = normalized_utterances(str(args.manifest))
+    rng = np.random.default_rng(args.seed)
+    hyp_err, ref_err, recognised, total = [], [], 0, 0
+    for _ in range(args.files):
+        pick = rng.choice(len(utts), min(args.clips, len(utts)), replace=False)
+        waves = [load_audio(utts[i].audio, sr).numpy() for i in pick]
+        wave, truth = joined_file(
+            waves, [utts[i].text for i in pick], tuple(args.gap), args.noise_db, rng, sr
+        )
+        total += len(truth)
+        log_probs, out_lens = rec.log_probs(wave[None], torch.tensor([len(wave)]))
+        words = align(
+            log_probs[0, : out_lens[0]].detach(),
+            " ".join(t[0] for t in truth),
+            rec.tokenizer,
+            rec.frame_seconds,
+        )
+        ref_err += [(w.start - s, w.end - e) for w, (_, s, e) in zip(words, truth)]
+        for w in rec.transcribe(wave, sample_rate=sr).words:
+            text, s, e = max(truth, key=lambda t: min(t[2], w.end) - max(t[1], w.start))
+            if text == w.word and min(e, w.end) > max(s, w.start):
+                recognised += 1
+                hyp_err.append((w.start - s, w.end - e))
+    print(
+        f"model {args.model or 'bundled'}; {args.files} files of {args.clips} clips from "
+        f"{args.manifest}, pauses {args.gap[0]}-{args.gap[1]} s, noise {args.noise_db} dBFS; "
+        f"{recognised}/{total} words recognised"
+    )
+    print()
+    print(
+        f"| {'word times from':<34} | {'words':>5} | {'start |err| ms':>13} | {'end |err| ms':>13} "
+        f"| {'mean signed':>13} | {'<=100 ms':>8} |"
+    )
+    print(f"|{'-' * 36}|{'-' * 7}|{'-' * 15}|{'-' * 15}|{'-' * 15}|{'-' * 10}|")
+    print(summary("hypothesis (recognised words)", hyp_err))
+    print(summary("forced alignment of the reference", ref_err))
+    print("\n(|err|: mean / 90th percentile; signed: start / end, negative is early)")
+
+
+if __name__ == "__main__":
+    main()
