@@ -1,4 +1,4 @@
-"""Waveform augmentation for training: speed perturbation, band-limiting, cropping and additive noise.
+"""Waveform augmentation for training: speed perturbation, band-limiting, cropping, pauses, noise.
 
 All of it is off at evaluation.
 
@@ -36,6 +36,32 @@ def narrowband(wave: torch.Tensor, sample_rate: int, band_rate: int = 8_000) -> 
     return AF.resample(down, band_rate, sample_rate)[: len(wave)]
 
 
+def pad_with_pauses(
+    wave: torch.Tensor,
+    before: int,
+    after: int,
+    sample_rate: int = 16_000,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Add ``before`` and ``after`` samples of pause, filled with noise at the clip's own floor.
+
+    The floor is the RMS of the quietest tenth of the clip's 10 ms frames, so the new pause sounds
+    like the room the clip was recorded in, not like digital silence.
+    """
+    if before <= 0 and after <= 0:
+        return wave
+    hop = sample_rate // 100
+    n = len(wave) // hop
+    if n > 0:
+        rms = wave[: n * hop].reshape(n, hop).pow(2).mean(1).sqrt()  # (n,)
+        floor = float(torch.quantile(rms, 0.1))
+    else:
+        floor = float(wave.pow(2).mean().sqrt()) if len(wave) else 0.0
+    floor = max(floor, 1e-5)  # -100 dBFS at least: a pause is never exactly zero
+    noise = torch.randn(before + after, generator=generator) * floor
+    return torch.cat([noise[:before], wave, noise[before:]])
+
+
 def add_noise(
     wave: torch.Tensor, snr_db: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -65,6 +91,10 @@ class WaveAugment:
         if self.cfg.crop_end_prob > 0 and float(torch.rand(())) < self.cfg.crop_end_prob:
             cut = float(torch.rand(())) * self.cfg.crop_end_max
             wave = wave[: max(1, int(round(len(wave) * (1 - cut))))]
+        if self.cfg.pad_prob > 0 and float(torch.rand(())) < self.cfg.pad_prob:
+            most = self.cfg.pad_max * self.sample_rate
+            before, after = (int(float(torch.rand(())) * most) for _ in range(2))
+            wave = pad_with_pauses(wave, before, after, self.sample_rate)
         if self.cfg.noise_prob > 0 and float(torch.rand(())) < self.cfg.noise_prob:
             lo, hi = self.cfg.noise_snr_db
             wave = add_noise(wave, lo + (hi - lo) * float(torch.rand(())))

@@ -53,6 +53,12 @@ class AugmentConfig:
     # and the largest fraction cut (never for sentences: it would cut words off their transcript)
     crop_end_prob: float = 0.0
     crop_end_max: float = 0.25
+    # chance of adding a pause of 0..pad_max seconds before and after an utterance (noise at the
+    # clip's own floor): tightly trimmed clips (FSDD) otherwise teach the model that a word's first
+    # and last letters sit at the very edges of the audio. Batches may then exceed batch_seconds
+    # by up to 2 x pad_max per utterance.
+    pad_prob: float = 0.0
+    pad_max: float = 0.5
     spec_augment: bool = True
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 

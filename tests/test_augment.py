@@ -1,6 +1,6 @@
 import torch
 
-from asr.augment import WaveAugment, add_noise, narrowband, speed_perturb
+from asr.augment import WaveAugment, add_noise, narrowband, pad_with_pauses, speed_perturb
 from asr.config import AugmentConfig
 
 
@@ -36,6 +36,21 @@ def test_narrowband_keeps_the_length_and_the_low_band_only():
     assert narrowband(low, 8_000) is low  # already narrow
 
 
+def test_pauses_at_the_clips_own_noise_floor():
+    g = torch.Generator().manual_seed(0)
+    quiet = torch.randn(8_000, generator=g) * 0.001  # the room
+    word = torch.randn(8_000, generator=g) * 0.3
+    clip = torch.cat([quiet, word])
+    out = pad_with_pauses(clip, 1_600, 3_200, generator=g)
+    assert len(out) == len(clip) + 4_800
+    assert torch.equal(out[1_600:-3_200], clip)  # the clip itself is untouched
+    for pause in (out[:1_600], out[-3_200:]):
+        assert 0.0005 < float(pause.pow(2).mean().sqrt()) < 0.002
+    silent = pad_with_pauses(torch.zeros(1_000), 160, 0)
+    assert 0 < float(silent[:160].abs().max()) < 1e-3  # never digital silence
+    assert pad_with_pauses(clip, 0, 0) is clip
+
+
 def test_wave_augment_is_seeded_and_bounded():
     cfg = AugmentConfig(
         speed_factors=[0.9, 1.1],
@@ -43,6 +58,8 @@ def test_wave_augment_is_seeded_and_bounded():
         crop_end_prob=1.0,
         crop_end_max=0.2,
         narrowband_prob=0.5,
+        pad_prob=0.5,
+        pad_max=0.1,
     )
     aug = WaveAugment(cfg)
     wave = torch.randn(16_000)
@@ -53,5 +70,6 @@ def test_wave_augment_is_seeded_and_bounded():
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     shortest = 16_000 * aug.min_length_ratio
     assert all(len(x) >= shortest - 2 for x in a)
+    assert all(len(x) <= 16_000 / 0.9 + 2 * 1_600 + 2 for x in a)
     assert len({len(x) for x in a}) > 1
     assert WaveAugment(AugmentConfig()).min_length_ratio == 1.0
