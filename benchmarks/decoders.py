@@ -7,9 +7,14 @@ emissions are saved to --emissions so reruns skip it):
     python benchmarks/decoders.py --model asr/pretrained/default.pt \\
         --manifest data/default/speechocean762/test.jsonl --decoder-config exp/lm/decoder.yaml
 
-Both beam decoders get the same KenLM model, the same LM weight (pyctcdecode's alpha) and word
-score (its beta), and the same words (our lexicon; pyctcdecode's unigram list). Both run in this
-one process, one utterance at a time.
+Both beam decoders get the same KenLM model and the same words (our lexicon; pyctcdecode's unigram
+list). The weights mean different things in the two (pyctcdecode's ``alpha``/``beta`` vs
+flashlight's LM weight and word score; pyctcdecode can also spell a word outside the list, at a
+penalty), so each decoder takes its own, tuned on a dev set: ours from --decoder-config (``asr lm
+tune``), pyctcdecode's from --pyctc-alpha/--pyctc-beta (by default the same numbers). Both run in
+this one process, one utterance at a time, with their default pruning (ours: the
+``DecoderConfig`` defaults or the config's; pyctcdecode: ``token_min_logp`` -5, ``beam_prune_logp``
+-10).
 """
 
 from __future__ import annotations
@@ -39,6 +44,21 @@ def emissions_for(model_path: Path | None, manifest: Path, cache: Path | None) -
     return saved
 
 
+PYCTC_ALPHAS = (0.3, 0.5, 0.8, 1.2, 2.0)
+PYCTC_BETAS = (-1.0, 0.0, 1.0, 2.0, 4.0)
+
+
+def tune_pyctc(decoder, dev: dict, beam: int = 64) -> tuple[float, float]:
+    """pyctcdecode's best ``(alpha, beta)`` by WER on ``dev``'s emissions, over a fixed grid."""
+    results = {}
+    for alpha in PYCTC_ALPHAS:
+        for beta in PYCTC_BETAS:
+            decoder.reset_params(alpha=alpha, beta=beta)
+            hyps = [decoder.decode(e.numpy(), beam_width=beam) for e in dev["emissions"]]
+            results[alpha, beta] = score(dev["ids"], dev["refs"], hyps).wer
+    return min(results, key=results.get)
+
+
 def run(decode, emissions: list[torch.Tensor]) -> tuple[list[str], float]:
     decode(emissions[0])  # warm-up
     t0 = time.perf_counter()
@@ -58,6 +78,15 @@ def main() -> None:
     parser.add_argument("--lm", default=None)
     parser.add_argument("--lexicon", default=None)
     parser.add_argument("--beams", default="16,64,256")
+    parser.add_argument(
+        "--tune-pyctc",
+        type=Path,
+        default=None,
+        metavar="DEV_MANIFEST",
+        help="first tune pyctcdecode's alpha and beta (beam 64) on this dev manifest",
+    )
+    parser.add_argument("--pyctc-alpha", type=float, default=None, help="default: lm_weight")
+    parser.add_argument("--pyctc-beta", type=float, default=None, help="default: word_score")
     parser.add_argument("--emissions", type=Path, default=None, help="cache file for the emissions")
     parser.add_argument("--limit", type=int, default=0, help="first N utterances only")
     args = parser.parse_args()
@@ -73,19 +102,8 @@ def main() -> None:
 
     tok = Tokenizer(saved["tokens"][1:])
     base = load_decoder_config(args.decoder_config, kind="beam", lm=args.lm, lexicon=args.lexicon)
-    print(
-        f"{len(emissions)} utterances from {args.manifest}; LM {base.lm or 'none'}; "
-        f"lm_weight {base.lm_weight}, word_score {base.word_score}"
-    )
-    print()
-    print(f"| {'decoder':<22} | {'beam':>5} | {'WER %':>7} | {'ms/utt':>8} | {'vs ours':>8} |")
-    print(f"|{'-' * 24}|{'-' * 7}|{'-' * 9}|{'-' * 10}|{'-' * 10}|")
-
-    hyps, ms = run(lambda e: greedy_decode(e[None], torch.tensor([len(e)]), tok)[0].text, emissions)
-    print(
-        f"| {'greedy':<22} | {'-':>5} | {100 * score(ids, refs, hyps).wer:7.2f} | {ms:8.2f} | {'':>8} |"
-    )
-
+    alpha = base.lm_weight if args.pyctc_alpha is None else args.pyctc_alpha
+    beta = base.word_score if args.pyctc_beta is None else args.pyctc_beta
     pyctc = None
     try:
         from pyctcdecode import build_ctcdecoder
@@ -96,11 +114,30 @@ def main() -> None:
             labels,
             kenlm_model_path=base.lm or None,
             unigrams=unigrams,
-            alpha=base.lm_weight,
-            beta=base.word_score,
+            alpha=alpha,
+            beta=beta,
         )
     except ImportError:
         print("(pyctcdecode is not installed: pip install -e '.[bench]')")
+
+    if pyctc is not None and args.tune_pyctc:
+        alpha, beta = tune_pyctc(pyctc, emissions_for(args.model, args.tune_pyctc, None))
+        pyctc.reset_params(alpha=alpha, beta=beta)
+
+    print(
+        f"{len(emissions)} utterances from {args.manifest}; LM {base.lm or 'none'}; ours: "
+        f"lm_weight {base.lm_weight}, word_score {base.word_score}, beam_size_token "
+        f"{base.beam_size_token}, beam_threshold {base.beam_threshold}; pyctcdecode: alpha {alpha}, "
+        f"beta {beta}" + (f" (tuned on {args.tune_pyctc})" if args.tune_pyctc and pyctc else "")
+    )
+    print()
+    print(f"| {'decoder':<22} | {'beam':>5} | {'WER %':>7} | {'ms/utt':>8} | {'vs ours':>8} |")
+    print(f"|{'-' * 24}|{'-' * 7}|{'-' * 9}|{'-' * 10}|{'-' * 10}|")
+
+    hyps, ms = run(lambda e: greedy_decode(e[None], torch.tensor([len(e)]), tok)[0].text, emissions)
+    print(
+        f"| {'greedy':<22} | {'-':>5} | {100 * score(ids, refs, hyps).wer:7.2f} | {ms:8.2f} | {'':>8} |"
+    )
 
     for beam in [int(b) for b in args.beams.split(",")]:
         from dataclasses import replace
