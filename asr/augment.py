@@ -79,6 +79,16 @@ class WaveAugment:
     """
 
     def __init__(self, cfg: AugmentConfig, sample_rate: int = 16_000) -> None:
+        for key in ("noise_prob", "narrowband_prob", "crop_end_prob", "pad_prob"):
+            if not 0.0 <= getattr(cfg, key) <= 1.0:
+                raise ValueError(f"augment.{key} must be in [0, 1], got {getattr(cfg, key)}")
+        if cfg.pad_max < 0 or not 0 <= cfg.crop_end_max < 1:
+            raise ValueError(
+                f"augment.pad_max must be >= 0 and augment.crop_end_max in [0, 1), got "
+                f"{cfg.pad_max} and {cfg.crop_end_max}"
+            )
+        if any(f <= 0 for f in cfg.speed_factors):
+            raise ValueError(f"augment.speed_factors must be positive, got {cfg.speed_factors}")
         self.cfg = cfg
         self.sample_rate = sample_rate
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from asr.augment import WaveAugment, add_noise, narrowband, pad_with_pauses, speed_perturb
@@ -73,3 +74,17 @@ def test_wave_augment_is_seeded_and_bounded():
     assert all(len(x) <= 16_000 / 0.9 + 2 * 1_600 + 2 for x in a)
     assert len({len(x) for x in a}) > 1
     assert WaveAugment(AugmentConfig()).min_length_ratio == 1.0
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("pad_prob", 1.5, "augment.pad_prob must be in"),
+        ("narrowband_prob", -0.1, "augment.narrowband_prob must be in"),
+        ("pad_max", -1.0, "augment.pad_max must be >= 0"),
+        ("speed_factors", [0.0, 1.0], "augment.speed_factors must be positive"),
+    ],
+)
+def test_bad_augment_values_are_named(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        WaveAugment(AugmentConfig(**{key: value}))
