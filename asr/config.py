@@ -105,6 +105,9 @@ class TrainConfig:
     # micro-batches whose gradients are summed into one optimizer step (the LR schedule, warm-up
     # included, counts optimizer steps); with N data-parallel ranks a step sees N x this many
     accumulate_grad: int = 1
+    # start from this model file's weights (fine-tuning, e.g. asr/pretrained/default.pt); its
+    # features, model shape and vocabulary must match this config's. Ignored when resuming.
+    init_from: str = ""
 
 
 @dataclass
@@ -174,6 +177,11 @@ def _check_value(key: str, value: Any, annotation: Any, where: str) -> Any:
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
     if annotation is str:
         if isinstance(value, str):

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from asr.augment import WaveAugment
-from asr.checkpoint import atomic_save, model_record, read_model_file
+from asr.checkpoint import ModelFileError, atomic_save, model_record, read_model_file
 from asr.config import Config, config_to_dict, save_config
 from asr.data import (
     Batch,
@@ -329,6 +329,12 @@ def _train(
         raise ValueError(
             f"{cfg.data.train}: fewer batches ({len(sampler.batches)}) than ranks ({ddp.world_size})"
         )
+    last_path = out_dir / "last.pt"
+    resuming = resume and last_path.exists()
+    if cfg.train.init_from and ddp.is_main and not resuming:
+        # before DDP wraps the model: DDP copies rank 0's weights to the other ranks
+        init_weights(model, cfg, tokenizer, cfg.train.init_from)
+        log.info(f"weights from {cfg.train.init_from}")
     net: torch.nn.Module = model
     if ddp.enabled:
         net = DistributedDataParallel(
@@ -350,9 +356,8 @@ def _train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     start_epoch, history, best_wer = 0, [], float("inf")
-    last_path = out_dir / "last.pt"
     # rank 0 reads the checkpoint and sends it to the others: no shared file system needed
-    ckpt = read_model_file(last_path) if resume and ddp.is_main and last_path.exists() else None
+    ckpt = read_model_file(last_path) if resuming and ddp.is_main else None
     if ddp.enabled:
         box = [ckpt]
         dist.broadcast_object_list(box, src=0)
@@ -498,6 +503,33 @@ def _train(
         )
         _average_last(cfg, out_dir, model, features, tokenizer, valid, device, history)
     return record
+
+
+def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: str) -> None:
+    """Load the weights of the model file ``path`` into ``model`` (to fine-tune it).
+
+    Raises:
+        ModelFileError: the file is not a model file, or its features, model shape or
+            vocabulary differ from ``cfg``'s (the weights would not mean the same thing).
+    """
+    record = read_model_file(path)
+    wanted = {"features": asdict(cfg.features), "model": asdict(cfg.model)}
+    for section, mine in wanted.items():
+        theirs = record[section]
+        # dropout does not change what the weights mean: fine-tuning may set its own
+        differ = sorted(k for k in mine if k != "dropout" and k in theirs and theirs[k] != mine[k])
+        if differ:
+            shown = ", ".join(
+                f"{section}.{k}: {theirs[k]!r} there, {mine[k]!r} here" for k in differ
+            )
+            raise ModelFileError(f"{path}: cannot initialise from this model ({shown})")
+    if record["tokens"] != tokenizer.to_list():
+        raise ModelFileError(f"{path}: cannot initialise from this model (another vocabulary)")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: cannot initialise from this model ({exc})") from None
 
 
 def _save_epoch(

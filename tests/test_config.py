@@ -16,6 +16,10 @@ def test_defaults_and_layers(tmp_path):
     assert cfg.model.rnn_type == "gru"
     assert cfg.features.kind == "linear"
     assert cfg.data.batch_seconds == Config().data.batch_seconds
+    # YAML 1.1 reads 5e-4 (no dot) as a string: a number field still takes it, in files too
+    a.write_text("train:\n  weight_decay: 1e-3\n")
+    cfg = load_config([a], ["train.lr=5e-4"])
+    assert cfg.train.lr == 5e-4 and cfg.train.weight_decay == 1e-3
 
 
 @pytest.mark.parametrize(
@@ -26,6 +30,7 @@ def test_defaults_and_layers(tmp_path):
         ("model.num_layers=four", "model.num_layers must be an integer"),
         ("model.rnn_type=transformer", "is not one of"),
         ("train.amp=maybe", "train.amp must be true or false"),
+        ("train.lr=fast", "train.lr must be a number"),
         ("train.lr", "not of the form key=value"),
         ("model=3", "model must be a mapping"),
     ],

@@ -63,6 +63,29 @@ def test_seeded_runs_are_bit_identical(tmp_path, example_manifest):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_fine_tuning_starts_from_the_given_weights(tmp_path, example_manifest):
+    """``train.init_from`` loads a model file's weights; a model of another shape is refused by name."""
+    from asr.checkpoint import ModelFileError
+
+    train(_cfg(example_manifest, **{"train.epochs": 2}), tmp_path / "base", progress=False)
+    base = tmp_path / "base" / "last.pt"
+    # lr 0: the fine-tuned model keeps the weights it started from (dropout may differ)
+    cfg = _cfg(
+        example_manifest,
+        **{"train.epochs": 1, "train.lr": 0.0, "train.init_from": base, "model.dropout": 0.3},
+    )
+    train(cfg, tmp_path / "tuned", progress=False)
+    a = load_model(base).model.state_dict()
+    b = load_model(tmp_path / "tuned" / "last.pt").model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert f"weights from {base}" in (tmp_path / "tuned" / "train.log").read_text()
+
+    wider = _cfg(example_manifest, **{"train.init_from": base, "model.hidden_size": 48})
+    with pytest.raises(ModelFileError, match=r"last\.pt: cannot initialise.*model\.hidden_size"):
+        train(wider, tmp_path / "wider", progress=False)
+
+
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, example_manifest, monkeypatch):
     """Stop a 3-epoch run after epoch 2 (as a crash would), resume it, compare with an unbroken run."""
     import asr.train as T
