@@ -4,18 +4,24 @@ Word times come from forced alignment of the hypothesis (or of a given transcrip
 log-probabilities with torchaudio's ``forced_align`` (Viterbi over CTC paths): a word runs from the
 first frame of its first character to the last frame of its last character. Its confidence is the
 geometric mean of the aligned path's frame probabilities inside the word, in [0, 1].
+
+CTC marks where a character was heard, not where it ends: a word's last character often fires
+0.1-0.3 s after the sound stopped, or at the onset of a long final vowel. Given the audio's
+energies, a word edge that borders a pause is moved onto where the sound starts or stops
+(:func:`snap_to_sound`); edges between words spoken without a pause stay where CTC puts them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torchaudio.functional as AF
 
 from asr.data import ctc_min_frames
 from asr.text import SPACE, Tokenizer
+from asr.vad import FRAME_SECONDS, speech_frames
 
 
 class AlignmentError(ValueError):
@@ -46,6 +52,7 @@ def align(
     tokenizer: Tokenizer,
     frame_seconds: float,
     offset: float = 0.0,
+    energy_db: torch.Tensor | None = None,
 ) -> list[Word]:
     """Align ``text`` (normalised) to ``log_probs`` and return its words with times.
 
@@ -55,6 +62,8 @@ def align(
         tokenizer: the model's tokens.
         frame_seconds: seconds per output frame.
         offset: seconds added to every time (where ``log_probs`` starts in the file).
+        energy_db: per-10 ms energies of the same audio (:func:`asr.vad.frame_energies_db`):
+            word edges at pauses move onto the sound (:func:`snap_to_sound`).
 
     Raises:
         AlignmentError: characters outside the vocabulary, or more than the frames can hold.
@@ -116,4 +125,69 @@ def align(
                 ],
             )
         )
+    return out if energy_db is None else snap_to_sound(out, energy_db, offset)
+
+
+def snap_to_sound(
+    words: list[Word],
+    energy_db: torch.Tensor,
+    offset: float = 0.0,
+    closure: float = 0.15,
+    margin_db: float = 6.0,
+) -> list[Word]:
+    """Move word edges that border a pause onto where the sound starts or stops.
+
+    Args:
+        words: aligned words, in order.
+        energy_db: per-10 ms energies of the audio the words were aligned in.
+        offset: where that audio starts (seconds; the words' times include it).
+        closure: quiet stretches up to this long inside a word (the closure before a "t" or
+            "k") do not end it.
+        margin_db: sound is this far above the noise floor (lower than the 10 dB that cutting
+            long files at pauses uses: a word's fading end is quieter than its middle).
+
+    A word's sound is the run of sound frames (:func:`asr.vad.speech_frames`, gaps up to
+    ``closure`` bridged) that meets its aligned span. When that run stops before the next word's
+    aligned start, the word ends where the run ends (also when the last character fired later,
+    in the pause); when it reaches the next word, the edge stays. Starts likewise.
+    """
+    sound = speech_frames(energy_db, margin_db=margin_db).tolist()
+    n = len(sound)
+    if not words or not any(sound) or all(sound):
+        return words
+    gap = int(round(closure / FRAME_SECONDS))
+    last = None  # bridge short quiet stretches between sound frames
+    for t, on in enumerate(sound):
+        if on:
+            if last is not None and 1 < t - last <= gap + 1:
+                sound[last + 1 : t] = [True] * (t - last - 1)
+            last = t
+
+    def frame(seconds: float) -> int:
+        return min(n, max(0, int(round((seconds - offset) / FRAME_SECONDS))))
+
+    spans = [(frame(w.start), frame(w.end)) for w in words]
+    out = []
+    for i, (w, (a, b)) in enumerate(zip(words, spans)):
+        lo = spans[i - 1][1] if i else 0  # the neighbours' aligned edges bound the search
+        hi = spans[i + 1][0] if i + 1 < len(words) else n
+        heard = [t for t in range(a, max(b, a + 1)) if t < n and sound[t]]
+        if not heard:
+            out.append(w)
+            continue
+        s, e = heard[0], heard[-1] + 1
+        while s > lo and sound[s - 1]:
+            s -= 1
+        while e < hi and sound[e]:
+            e += 1
+        start = w.start if s == lo and i else round(offset + s * FRAME_SECONDS, 3)
+        end = w.end if e == hi and i + 1 < len(words) else round(offset + e * FRAME_SECONDS, 3)
+        if start >= end:
+            out.append(w)
+            continue
+        chars = [
+            replace(c, start=min(max(c.start, start), end), end=min(max(c.end, start), end))
+            for c in w.chars
+        ]
+        out.append(replace(w, start=start, end=end, chars=chars))
     return out

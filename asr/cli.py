@@ -366,6 +366,7 @@ def cmd_align(args: argparse.Namespace) -> int:
     from asr.formats import to_textgrid
     from asr.text import normalize_text
     from asr.transcribe import load_model
+    from asr.vad import frame_energies_db
 
     rec = load_model(args.model)
     text_path = Path(args.text)
@@ -374,7 +375,11 @@ def cmd_align(args: argparse.Namespace) -> int:
     log_probs, out_lens = rec.log_probs(wave[None], torch.tensor([len(wave)]))
     try:
         words = align(
-            log_probs[0, : out_lens[0]], normalize_text(text), rec.tokenizer, rec.frame_seconds
+            log_probs[0, : out_lens[0]],
+            normalize_text(text),
+            rec.tokenizer,
+            rec.frame_seconds,
+            energy_db=frame_energies_db([wave], rec.sample_rate),
         )
     except ValueError as exc:
         raise ValueError(f"{args.audio}: cannot align the transcript: {exc}") from None

@@ -98,12 +98,17 @@ def make_segments(words: Sequence[Word]) -> list[Segment]:
 
 @dataclass
 class Recognizer:
-    """The three pieces a model file rebuilds: front end, acoustic model, tokenizer."""
+    """The three pieces a model file rebuilds: front end, acoustic model, tokenizer.
+
+    ``snap_to_sound``: word edges at pauses move onto where the sound starts and stops
+    (:func:`asr.align.snap_to_sound`); ``False`` keeps the edges of the CTC alignment alone.
+    """
 
     features: FeatureExtractor
     model: AcousticModel
     tokenizer: Tokenizer
     info: dict
+    snap_to_sound: bool = True
 
     @property
     def sample_rate(self) -> int:
@@ -202,7 +207,7 @@ class Recognizer:
         for offset, wave in pieces:
             log_probs, out_lens = self.log_probs(wave[None], torch.tensor([len(wave)]))
             text = self._decode_one(
-                log_probs[0, : out_lens[0]].cpu(), decoder, words, word_timestamps, offset
+                log_probs[0, : out_lens[0]].cpu(), decoder, words, word_timestamps, offset, wave
             )
             texts.append(text)
             end = offset + len(wave) / self.sample_rate
@@ -216,11 +221,17 @@ class Recognizer:
         words: list[Word],
         timestamps: bool,
         offset: float,
+        wave: torch.Tensor,
     ) -> str:
-        """Decode one piece's ``(T, V)`` log-probabilities, appending its timed words to ``words``."""
+        """Decode one piece's ``(T, V)`` log-probabilities, appending its timed words to ``words``.
+
+        ``wave`` is the piece's audio (its energies put word edges at pauses onto the sound)."""
         hyp = decoder(log_probs[None], torch.tensor([len(log_probs)]))[0]
         if timestamps and hyp.text:
-            words += align(log_probs, hyp.text, self.tokenizer, self.frame_seconds, offset)
+            energy = (
+                frame_energies_db([wave.cpu()], self.sample_rate) if self.snap_to_sound else None
+            )
+            words += align(log_probs, hyp.text, self.tokenizer, self.frame_seconds, offset, energy)
         return hyp.text
 
     def transcribe_files(
@@ -264,7 +275,8 @@ class Recognizer:
             for b, p in enumerate(ok):
                 words: list[Word] = []
                 frames = log_probs[b, : out_lens[b]].cpu()
-                text = self._decode_one(frames, decoder, words, word_timestamps, 0.0)
+                wave = batch.waves[b, : batch.wav_lens[b]]
+                text = self._decode_one(frames, decoder, words, word_timestamps, 0.0, wave)
                 duration = round(float(batch.wav_lens[b]) / self.sample_rate, 3)
                 bar.update()
                 yield p, Transcript(text, words, make_segments(words), duration, str(p))

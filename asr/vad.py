@@ -43,6 +43,25 @@ def frame_energies_db(windows: Iterable[torch.Tensor], sample_rate: int) -> torc
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def speech_frames(
+    energy_db: torch.Tensor, margin_db: float = 10.0, range_db: float = 40.0
+) -> torch.Tensor:
+    """Which 10 ms frames hold sound: ``(N,)`` booleans from per-frame energies in dB.
+
+    A frame is sound when it is ``margin_db`` above the noise floor (the 10th percentile) and at
+    most ``range_db`` below the loud end (the 99th). Where there is no quiet stretch to tell apart
+    (the loud end is within twice the margin of the floor), every frame above digital silence is.
+    """
+    if len(energy_db) == 0:
+        return torch.zeros(0, dtype=torch.bool)
+    floor = float(torch.quantile(energy_db, 0.1))
+    loud = float(torch.quantile(energy_db, 0.99))
+    threshold = max(floor + margin_db, loud - range_db)
+    if loud - floor < 2 * margin_db:
+        threshold = FLOOR_DB + 1.0
+    return energy_db > threshold
+
+
 def speech_segments(
     energy_db: torch.Tensor, cfg: VadConfig | None = None
 ) -> list[tuple[float, float]]:
@@ -56,12 +75,7 @@ def speech_segments(
     n = len(energy_db)
     if n == 0:
         return []
-    floor = float(torch.quantile(energy_db, 0.1))
-    loud = float(torch.quantile(energy_db, 0.99))
-    threshold = max(floor + cfg.margin_db, loud - cfg.range_db)
-    if loud - floor < 2 * cfg.margin_db:  # no quiet stretch to tell apart: all of it may be speech
-        threshold = FLOOR_DB + 1.0
-    speech = (energy_db > threshold).tolist()
+    speech = speech_frames(energy_db, cfg.margin_db, cfg.range_db).tolist()
     runs: list[list[int]] = []  # [first, last + 1] frames of speech, gaps under min_gap merged
     gap = int(cfg.min_gap / FRAME_SECONDS)
     for t, is_speech in enumerate(speech):

@@ -3,12 +3,14 @@
     python benchmarks/timestamps.py --manifest data/default/fsdd/train.jsonl --files 5
 
 Each test file joins ``--clips`` one-word clips, chosen at random, with ``--gap`` seconds of
-background noise (``--noise-db`` dBFS) before each; the clips must be trimmed to the spoken word (as
-FSDD's are), so a word's true start and end are where its clip starts and ends in the file. Files
+background noise (``--noise-db`` dBFS) before each; a word's true start and end are where its clip's
+sound starts and ends (10 ms frames within 35 dB of the clip's loudest, measured on the clean clip:
+corpus clips are trimmed only roughly). Files
 longer than 30 s are cut at pauses by ``asr transcribe`` (:mod:`asr.vad`), so they go through the same
 path a user's long recording does.
 
-Two ways to get word times are measured:
+Two ways to get word times are measured, each with word edges at pauses snapped onto the sound
+(:func:`asr.align.snap_to_sound`, the default) and without (the CTC alignment alone):
 - the hypothesis: ``Recognizer.transcribe`` (greedy, words aligned by ``forced_align``), counting only
   words it recognised (a hypothesis word is matched to the true word it overlaps most);
 - forced alignment of the reference transcript (``asr align``) over the whole file.
@@ -30,8 +32,22 @@ from asr.align import align
 from asr.audio import load_audio
 from asr.train import normalized_utterances
 from asr.transcribe import load_model
+from asr.vad import frame_energies_db
 
 TOLERANCE_S = 0.1
+
+
+def speech_span(wave: np.ndarray, sr: int, below_peak_db: float = 35.0) -> tuple[float, float]:
+    """Where speech starts and ends in a clip, in seconds: the first and last 10 ms frame whose
+    energy is within ``below_peak_db`` of the clip's loudest. Clips in corpora are trimmed only
+    roughly (some FSDD clips carry 0.4 s of silence after the word), so the clip's own bounds are
+    not the word's."""
+    hop = sr // 100
+    n = max(1, len(wave) // hop)
+    frames = wave[: n * hop].reshape(n, hop) if len(wave) >= hop else wave[None]
+    energy = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    active = np.flatnonzero(energy > energy.max() - below_peak_db)
+    return active[0] * hop / sr, min(len(wave), (active[-1] + 1) * hop) / sr
 
 
 def joined_file(
@@ -48,7 +64,8 @@ def joined_file(
         pause = np.zeros(int(rng.uniform(*gap) * sr), dtype=np.float32)
         pieces += [pause, wave]
         t += len(pause) / sr
-        truth.append((text, t, t + len(wave) / sr))
+        start, end = speech_span(wave, sr)
+        truth.append((text, t + start, t + end))
         t += len(wave) / sr
     pieces.append(np.zeros(int(gap[1] * sr), dtype=np.float32))
     joined = np.concatenate(pieces)
@@ -86,7 +103,7 @@ def main() -> None:
     sr = rec.sample_rate
     utts = normalized_utterances(str(args.manifest))
     rng = np.random.default_rng(args.seed)
-    hyp_err, ref_err, recognised, total = [], [], 0, 0
+    hyp_err, ref_err, hyp_raw_err, ref_raw_err, recognised, total = [], [], [], [], 0, 0
     for _ in range(args.files):
         pick = rng.choice(len(utts), min(args.clips, len(utts)), replace=False)
         waves = [load_audio(utts[i].audio, sr).numpy() for i in pick]
@@ -95,18 +112,22 @@ def main() -> None:
         )
         total += len(truth)
         log_probs, out_lens = rec.log_probs(wave[None], torch.tensor([len(wave)]))
+        ref_args = (log_probs[0, : out_lens[0]].detach(), " ".join(t[0] for t in truth))
         words = align(
-            log_probs[0, : out_lens[0]].detach(),
-            " ".join(t[0] for t in truth),
-            rec.tokenizer,
-            rec.frame_seconds,
+            *ref_args, rec.tokenizer, rec.frame_seconds, energy_db=frame_energies_db([wave], sr)
         )
         ref_err += [(w.start - s, w.end - e) for w, (_, s, e) in zip(words, truth)]
-        for w in rec.transcribe(wave, sample_rate=sr).words:
-            text, s, e = max(truth, key=lambda t: min(t[2], w.end) - max(t[1], w.start))
-            if text == w.word and min(e, w.end) > max(s, w.start):
-                recognised += 1
-                hyp_err.append((w.start - s, w.end - e))
+        ref_raw_err += [
+            (w.start - s, w.end - e)
+            for w, (_, s, e) in zip(align(*ref_args, rec.tokenizer, rec.frame_seconds), truth)
+        ]
+        for snap, errors in ((True, hyp_err), (False, hyp_raw_err)):
+            rec.snap_to_sound = snap
+            for w in rec.transcribe(wave, sample_rate=sr).words:
+                text, s, e = max(truth, key=lambda t: min(t[2], w.end) - max(t[1], w.start))
+                if text == w.word and min(e, w.end) > max(s, w.start):
+                    recognised += snap
+                    errors.append((w.start - s, w.end - e))
     print(
         f"model {args.model or 'bundled'}; {args.files} files of {args.clips} clips from "
         f"{args.manifest}, pauses {args.gap[0]}-{args.gap[1]} s, noise {args.noise_db} dBFS; "
@@ -118,8 +139,10 @@ def main() -> None:
         f"| {'mean signed':>13} | {'<=100 ms':>8} |"
     )
     print(f"|{'-' * 36}|{'-' * 7}|{'-' * 15}|{'-' * 15}|{'-' * 15}|{'-' * 10}|")
-    print(summary("hypothesis (recognised words)", hyp_err))
-    print(summary("forced alignment of the reference", ref_err))
+    print(summary("hypothesis, CTC alignment alone", hyp_raw_err))
+    print(summary("hypothesis, edges snapped to sound", hyp_err))
+    print(summary("reference, CTC alignment alone", ref_raw_err))
+    print(summary("reference, edges snapped to sound", ref_err))
     print("\n(|err|: mean / 90th percentile; signed: start / end, negative is early)")
 
 

@@ -65,3 +65,37 @@ def test_cli_align_formats(tmp_path, capsys):
     capsys.readouterr()
     assert main(["align", str(audio), "seven " * 20]) == 2
     assert "cannot align the transcript" in capsys.readouterr().err
+
+
+def test_word_edges_at_pauses_snap_to_the_sound():
+    """CTC fires a word's last letter in the pause after it, or its first one before it: the
+    edges move onto the sound; an edge between words spoken without a pause stays where CTC put
+    it; a short closure inside a word (before a final "t") does not end the word."""
+    from asr.vad import frame_energies_db
+
+    sr, fs = 16_000, 0.03
+    rng = torch.Generator().manual_seed(0)
+    wave = 1e-3 * torch.randn(int(2.4 * sr), generator=rng)  # -60 dBFS room noise
+    sound = [(0.50, 0.90), (1.20, 2.00), (2.10, 2.16)]  # "ab" | "cd" + "ef" | the "f" burst
+    for a, b in sound:
+        wave[int(a * sr) : int(b * sr)] += 0.1 * torch.randn(int((b - a) * sr), generator=rng)
+    frames = ["_"] * int(2.4 / fs)
+    fire = {0.60: "a", 1.05: "b", 1.14: "c", 1.50: "d", 1.71: "e", 1.89: "f"}
+    for t, ch in fire.items():
+        frames[round(t / fs)] = ch
+    lp = _emissions(Tokenizer(), frames)
+    tok = Tokenizer()
+    plain = align(lp, "ab cd ef", tok, fs)
+    assert plain[0].end == pytest.approx(1.08) and plain[1].start == pytest.approx(1.14)
+    words = align(lp, "ab cd ef", tok, fs, energy_db=frame_energies_db([wave], sr))
+    got = [(w.word, w.start, w.end) for w in words]
+    assert got == [
+        ("ab", pytest.approx(0.50, abs=0.011), pytest.approx(0.90, abs=0.011)),  # "b" fired late
+        ("cd", pytest.approx(1.20, abs=0.011), plain[1].end),  # "c" early; "cd|ef" joined: kept
+        ("ef", plain[2].start, pytest.approx(2.16, abs=0.011)),  # the closure is bridged
+    ]
+    for w in words:  # characters stay inside their word
+        assert all(w.start <= c.start <= c.end <= w.end for c in w.chars)
+    # the same with an offset (a piece of a longer file)
+    moved = align(lp, "ab cd ef", tok, fs, offset=10.0, energy_db=frame_energies_db([wave], sr))
+    assert [round(w.start - 10.0, 3) for w in moved] == [w.start for w in words]
