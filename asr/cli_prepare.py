@@ -243,6 +243,22 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
         q.set_defaults(default_url=default_url)
         _hold_out(q)
 
+    q = corpora.add_parser(
+        "espeak",
+        help="synthetic speech: training transcripts spoken by eSpeak NG voices",
+        description="Speak every unique transcript of the given manifests with --per-text voices "
+        "drawn from eSpeak NG's English accents and voice variants, at random rate and pitch, into "
+        "OUT/audio (16 kHz FLAC), and write OUT/all.jsonl (speaker: the voice). Extra speakers "
+        "for a small corpus, with no word its training data lacks. A re-run reuses the audio "
+        "and draws the same voices. Needs the espeak-ng program (apt-get install espeak-ng).",
+    )
+    q.add_argument("manifests", nargs="+", type=Path, help="training manifests (JSON Lines)")
+    _out(q)
+    q.add_argument("--per-text", type=int, default=2, help="voices per transcript (default 2)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the voice draw")
+    q.add_argument("--espeak", default="espeak-ng", help="the program (default: espeak-ng)")
+    q.add_argument("--jobs", type=int, default=2, help="programs run at once (default 2)")
+
     for name, what in IMPORTERS.items():
         q = corpora.add_parser(name, help=what, description=f"Import {what}.")
         q.add_argument("source", type=Path, help="the corpus folder (or manifest file, for nemo)")
@@ -278,6 +294,7 @@ def _summary(args: argparse.Namespace):
     from asr.recipes import (
         an4,
         commonvoice,
+        espeak,
         folder,
         fsdd,
         kaldi,
@@ -289,6 +306,10 @@ def _summary(args: argparse.Namespace):
     )
     from asr.recipes.common import fetch_archive, split_names
 
+    if args.corpus == "espeak":
+        return espeak.prepare(
+            args.manifests, args.out, args.per_text, args.seed, args.espeak, args.jobs
+        )
     corpus, source = args.corpus, args.source
     download = getattr(args, "download", None)
     if corpus == "librispeech":
