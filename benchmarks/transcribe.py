@@ -33,17 +33,20 @@ from asr.transcribe import load_model
 CHILD = """
 import resource, sys, time
 from asr.transcribe import load_model
-model = load_model(sys.argv[2] or None)
+model = load_model(sys.argv[2] or None, device=sys.argv[3])
 t0 = time.perf_counter()
 result = model.transcribe(sys.argv[1])
 print(time.perf_counter() - t0, len(result.words), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def peak_rss(path: Path, model: str) -> tuple[float, float, int]:
+def peak_rss(path: Path, model: str, device: str) -> tuple[float, float, int]:
     """(seconds, peak MB, words) of a fresh process transcribing ``path``."""
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path), model], capture_output=True, text=True, check=True
+        [sys.executable, "-c", CHILD, str(path), model, device],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     return float(out[0]), int(out[2]) / 1024, int(out[1])
 
@@ -57,14 +60,16 @@ def main() -> None:
     parser.add_argument("--decoder-config", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=100, help="utterances to time")
     parser.add_argument("--minutes", type=float, default=60.0, help="length of the long file")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
 
-    model = load_model(args.model or None)
+    model = load_model(args.model or None, device=args.device)
     utts = normalized_utterances(str(args.manifest))[: args.limit]
     audio_seconds = sum(u.duration for u in utts)
+    where = torch.cuda.get_device_name() if model.device.type == "cuda" else "CPU"
     print(
         f"{len(utts)} utterances, {audio_seconds:.0f} s of audio from {args.manifest}; "
-        f"{torch.get_num_threads()} threads"
+        f"{where}, {torch.get_num_threads()} threads"
     )
     print()
     print(f"| {'measure':<44} | {'value':>10} |")
@@ -85,6 +90,12 @@ def main() -> None:
             model.transcribe(u.audio, decoder=decoder)
         rtf = audio_seconds / (time.perf_counter() - t0)
         print(f"| {f'{name}: audio seconds per second':<44} | {rtf:10.1f} |")
+        # many files at once, as `asr transcribe FILES...` runs them: length-sorted batches
+        t0 = time.perf_counter()
+        for _ in model.transcribe_files([u.audio for u in utts], decoder=decoder):
+            pass
+        rtf = audio_seconds / (time.perf_counter() - t0)
+        print(f"| {f'{name}, batches of 16 files: audio s per s':<44} | {rtf:10.1f} |")
 
     with tempfile.TemporaryDirectory() as tmp:
         short = Path(tmp) / "one.wav"
@@ -102,8 +113,8 @@ def main() -> None:
                     written += min(len(wave), target - written)
                     if written >= target:
                         break
-        _, base_mb, _ = peak_rss(short, args.model)
-        seconds, long_mb, words = peak_rss(long, args.model)
+        _, base_mb, _ = peak_rss(short, args.model, args.device)
+        seconds, long_mb, words = peak_rss(long, args.model, args.device)
     print(f"| {'peak RSS, one utterance (baseline), MB':<44} | {base_mb:10.0f} |")
     print(f"| {f'peak RSS, {args.minutes:.0f}-minute file, MB':<44} | {long_mb:10.0f} |")
     print(
