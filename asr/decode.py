@@ -200,12 +200,35 @@ class BeamDecoder:
 
     def nbest(self, log_probs: torch.Tensor, out_lens: torch.Tensor) -> list[list[Hypothesis]]:
         """Up to ``cfg.nbest`` hypotheses per utterance, best first."""
-        emissions = log_probs.detach().float().cpu().contiguous()  # (B, T, V)
-        results = self._decoder(emissions, out_lens.cpu().to(torch.int32))
+        emissions = log_probs.detach().float().cpu()  # (B, T, V)
+        lens = out_lens.cpu().to(torch.int32)
+        if self.cfg.lexicon:
+            emissions, lens = self._close_last_word(emissions, lens)
+        results = self._decoder(emissions.contiguous(), lens)
         return [[self._hypothesis(r) for r in utt] or [Hypothesis("")] for utt in results]
 
     def __call__(self, log_probs: torch.Tensor, out_lens: torch.Tensor) -> list[Hypothesis]:
         return [hyps[0] for hyps in self.nbest(log_probs, out_lens)]
+
+    def _close_last_word(
+        self, emissions: torch.Tensor, lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append to each utterance one frame that is surely the word separator.
+
+        A lexicon word is spelled with a closing separator (``w o r d |``), but the model never
+        emits a separator after an utterance's last word (training transcripts do not end in a
+        space). Without this frame flashlight cannot complete that word, and at the end it keeps
+        only hypotheses between words: the last word of every utterance is lost (a lone word
+        always). The frame costs nothing on the separator and is never a character.
+        """
+        batch, frames, vocab = emissions.shape
+        out = torch.full((batch, frames + 1, vocab), -1e4, dtype=emissions.dtype)
+        out[:, :frames] = emissions
+        space = self.tokenizer.tokens.index(SPACE)
+        rows = torch.arange(batch)
+        out[rows, lens.long()] = -1e4
+        out[rows, lens.long(), space] = 0.0
+        return out, lens + 1
 
 
 def build_decoder(

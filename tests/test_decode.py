@@ -151,3 +151,27 @@ def test_bad_lm_and_lexicon_files(tmp_path):
     with pytest.raises(DecoderError, match=r"bad_lexicon.txt: line 2: tokens \['ï'\]"):
         BeamDecoder(tok, DecoderConfig(kind="beam", lexicon=str(bad_lex)))
     assert isinstance(build_decoder(tok, DecoderConfig(kind="greedy")), object)
+
+
+def test_lexicon_search_keeps_the_last_word(tmp_path):
+    """Models never emit a word separator after an utterance's last word (transcripts do not end
+    in a space), yet lexicon words are spelled with a closing one: the last word must still come
+    out, alone or in a padded batch, with frames inside the utterance."""
+    tok = Tokenizer()
+
+    def spell(frames: str, pad: int = 0) -> torch.Tensor:
+        """Each frame's character certain (1 - 1e-12); '_' blank; padding frames blank."""
+        lp = torch.full((len(frames) + pad, len(tok)), 1e-12)
+        for t, ch in enumerate(frames + "_" * pad):
+            lp[t, 0 if ch == "_" else tok.encode(ch)[0]] = 1.0
+        return (lp / lp.sum(-1, keepdim=True)).log()
+
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("the t h e |\ncat c a t |\nsat s a t |\n")
+    dec = BeamDecoder(tok, DecoderConfig(kind="beam", lexicon=str(lexicon), beam_size=8))
+    assert dec(spell("_c_a_t__")[None], torch.tensor([8]))[0].text == "cat"
+    batch = torch.stack([spell("_c_a_t__", pad=2), spell("the_ _cat_")])
+    lens = torch.tensor([8, 10])
+    hyps = dec(batch, lens)
+    assert [h.text for h in hyps] == ["cat", "the cat"]
+    assert all(f < int(n) for h, n in zip(hyps, lens) for f in h.frames)
