@@ -11,6 +11,7 @@ import torch
 import torchaudio.functional as AF
 
 from asr.config import AugmentConfig
+from asr.data import Example, collate
 
 
 def speed_perturb(wave: torch.Tensor, factor: float) -> torch.Tensor:
@@ -79,13 +80,18 @@ class WaveAugment:
     """
 
     def __init__(self, cfg: AugmentConfig, sample_rate: int = 16_000) -> None:
-        for key in ("noise_prob", "narrowband_prob", "crop_end_prob", "pad_prob"):
+        for key in ("noise_prob", "narrowband_prob", "crop_end_prob", "pad_prob", "join_prob"):
             if not 0.0 <= getattr(cfg, key) <= 1.0:
                 raise ValueError(f"augment.{key} must be in [0, 1], got {getattr(cfg, key)}")
         if cfg.pad_max < 0 or not 0 <= cfg.crop_end_max < 1:
             raise ValueError(
                 f"augment.pad_max must be >= 0 and augment.crop_end_max in [0, 1), got "
                 f"{cfg.pad_max} and {cfg.crop_end_max}"
+            )
+        if len(cfg.join_pause) != 2 or not 0 <= cfg.join_pause[0] <= cfg.join_pause[1]:
+            raise ValueError(
+                f"augment.join_pause must be [low, high] seconds, 0 <= low <= high, "
+                f"got {cfg.join_pause}"
             )
         if any(f <= 0 for f in cfg.speed_factors):
             raise ValueError(f"augment.speed_factors must be positive, got {cfg.speed_factors}")
@@ -115,3 +121,37 @@ class WaveAugment:
         """The shortest a clip can become, as a fraction of its length (for the CTC length check)."""
         crop = self.cfg.crop_end_max if self.cfg.crop_end_prob > 0 else 0.0
         return (1 - crop) / max(self.cfg.speed_factors, default=1.0)
+
+
+def join_pairs(
+    examples: list[Example], pause: tuple[float, float], sample_rate: int, space_id: int
+) -> list[Example]:
+    """Join examples in pairs (0+1, 2+3, ...): ``a``, a pause at ``a``'s noise floor, ``b``.
+
+    The transcript becomes ``a b`` (labels joined by ``space_id``); an odd last example stays alone.
+    """
+    out = []
+    for a, b in zip(examples[0::2], examples[1::2]):
+        lo, hi = pause
+        gap = int((lo + (hi - lo) * float(torch.rand(()))) * sample_rate)
+        wave = torch.cat([pad_with_pauses(a.wave, 0, gap, sample_rate), b.wave])
+        out.append(
+            Example(f"{a.id}+{b.id}", wave, a.labels + [space_id] + b.labels, f"{a.text} {b.text}")
+        )
+    if len(examples) % 2:
+        out.append(examples[-1])
+    return out
+
+
+class JoiningCollate:
+    """The training loader's collate: with probability ``cfg.join_prob`` a batch's utterances are
+    joined in pairs (:func:`join_pairs`) before padding. Picklable, for loader workers."""
+
+    def __init__(self, cfg: AugmentConfig, sample_rate: int, space_id: int) -> None:
+        self.prob, self.pause = cfg.join_prob, (cfg.join_pause[0], cfg.join_pause[1])
+        self.sample_rate, self.space_id = sample_rate, space_id
+
+    def __call__(self, examples: list[Example]):
+        if len(examples) > 1 and self.prob > 0 and float(torch.rand(())) < self.prob:
+            examples = join_pairs(list(examples), self.pause, self.sample_rate, self.space_id)
+        return collate(examples)

@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from asr.augment import WaveAugment
+from asr.augment import JoiningCollate, WaveAugment
 from asr.checkpoint import ModelFileError, atomic_save, model_record, read_model_file
 from asr.config import Config, config_to_dict, save_config
 from asr.data import (
@@ -50,7 +50,7 @@ from asr.features import FeatureExtractor, spec_augment
 from asr.metrics import Score, score
 from asr.model import AcousticModel, count_parameters
 from asr.plot import plot_history
-from asr.text import Tokenizer, normalize_text
+from asr.text import SPACE, Tokenizer, normalize_text
 
 log = logging.getLogger("asr.train")
 
@@ -131,10 +131,12 @@ def make_loader(
         rank=rank,
         step_batches=step_batches,
     )
+    joins = transform is not None and transform.cfg.join_prob > 0
+    space = tokenizer.tokens.index(SPACE) if joins else 0
     return DataLoader(
         dataset,
         batch_sampler=sampler,
-        collate_fn=collate,
+        collate_fn=JoiningCollate(transform.cfg, sample_rate, space) if joins else collate,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
     )

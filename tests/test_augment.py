@@ -1,8 +1,16 @@
 import pytest
 import torch
 
-from asr.augment import WaveAugment, add_noise, narrowband, pad_with_pauses, speed_perturb
+from asr.augment import (
+    JoiningCollate,
+    WaveAugment,
+    add_noise,
+    narrowband,
+    pad_with_pauses,
+    speed_perturb,
+)
 from asr.config import AugmentConfig
+from asr.data import Example, collate
 
 
 def test_speed_perturbation_changes_length_and_pitch():
@@ -83,8 +91,39 @@ def test_wave_augment_is_seeded_and_bounded():
         ("narrowband_prob", -0.1, "augment.narrowband_prob must be in"),
         ("pad_max", -1.0, "augment.pad_max must be >= 0"),
         ("speed_factors", [0.0, 1.0], "augment.speed_factors must be positive"),
+        ("join_prob", 2.0, "augment.join_prob must be in"),
+        ("join_pause", [1.0, 0.5], "augment.join_pause must be"),
     ],
 )
 def test_bad_augment_values_are_named(key, value, message):
     with pytest.raises(ValueError, match=message):
         WaveAugment(AugmentConfig(**{key: value}))
+
+
+def test_joined_batches_hold_pairs_with_a_pause_between():
+    """A joined batch: utterances in pairs, ``a`` + a pause of the asked length at ``a``'s noise
+    floor + ``b``, transcripts joined by a space; an odd last one alone; off: plain collate."""
+    torch.manual_seed(0)
+    sr, space = 16_000, 0 + 1  # the space's id in the English tokenizer is 1
+    ex = [
+        Example(f"u{i}", 0.1 * torch.randn(sr // 2 + 100 * i), [i + 2, i + 3], f"w{i}")
+        for i in range(5)
+    ]
+    for e in ex:  # a quiet stretch gives each clip a floor far below its speech
+        e.wave[:4000] *= 0.01
+    joined = JoiningCollate(AugmentConfig(join_prob=1.0, join_pause=[0.2, 0.3]), sr, space)(ex)
+    assert joined.ids == ["u0+u1", "u2+u3", "u4"]
+    assert joined.texts == ["w0 w1", "w2 w3", "w4"]
+    assert joined.targets[0, : joined.target_lens[0]].tolist() == [2, 3, space, 3, 4]
+    for k, (a, b) in enumerate([(ex[0], ex[1]), (ex[2], ex[3])]):
+        n = int(joined.wav_lens[k])
+        gap = n - len(a.wave) - len(b.wave)
+        assert 0.2 * sr <= gap <= 0.3 * sr
+        wave = joined.waves[k, :n]
+        assert torch.equal(wave[: len(a.wave)], a.wave) and torch.equal(
+            wave[-len(b.wave) :], b.wave
+        )
+        pause = wave[len(a.wave) : len(a.wave) + gap]
+        assert 0 < pause.abs().max() < 0.05  # noise at the floor: neither silence nor speech
+    plain = JoiningCollate(AugmentConfig(join_prob=0.0), sr, space)(ex)
+    assert torch.equal(plain.waves, collate(ex).waves) and plain.ids == [e.id for e in ex]
