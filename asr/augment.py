@@ -130,9 +130,9 @@ def join_pairs(
 
     The transcript becomes ``a b`` (labels joined by ``space_id``); an odd last example stays alone.
     """
+    lo, hi = pause
     out = []
     for a, b in zip(examples[0::2], examples[1::2]):
-        lo, hi = pause
         gap = int((lo + (hi - lo) * float(torch.rand(()))) * sample_rate)
         wave = torch.cat([pad_with_pauses(a.wave, 0, gap, sample_rate), b.wave])
         out.append(

@@ -225,9 +225,7 @@ class BeamDecoder:
         out = torch.full((batch, frames + 1, vocab), -1e4, dtype=emissions.dtype)
         out[:, :frames] = emissions
         space = self.tokenizer.tokens.index(SPACE)
-        rows = torch.arange(batch)
-        out[rows, lens.long()] = -1e4
-        out[rows, lens.long(), space] = 0.0
+        out[torch.arange(batch), lens.long(), space] = 0.0
         return out, lens + 1
 
 

@@ -32,7 +32,7 @@ from asr.align import align
 from asr.audio import load_audio
 from asr.train import normalized_utterances
 from asr.transcribe import load_model
-from asr.vad import frame_energies_db
+from asr.vad import FRAME_SECONDS, frame_energies_db
 
 TOLERANCE_S = 0.1
 
@@ -42,12 +42,11 @@ def speech_span(wave: np.ndarray, sr: int, below_peak_db: float = 35.0) -> tuple
     energy is within ``below_peak_db`` of the clip's loudest. Clips in corpora are trimmed only
     roughly (some FSDD clips carry 0.4 s of silence after the word), so the clip's own bounds are
     not the word's."""
-    hop = sr // 100
-    n = max(1, len(wave) // hop)
-    frames = wave[: n * hop].reshape(n, hop) if len(wave) >= hop else wave[None]
-    energy = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-    active = np.flatnonzero(energy > energy.max() - below_peak_db)
-    return active[0] * hop / sr, min(len(wave), (active[-1] + 1) * hop) / sr
+    energy = frame_energies_db([torch.from_numpy(wave)], sr)
+    active = torch.nonzero(energy > energy.max() - below_peak_db).flatten()
+    return float(active[0]) * FRAME_SECONDS, min(
+        len(wave) / sr, float(active[-1] + 1) * FRAME_SECONDS
+    )
 
 
 def joined_file(

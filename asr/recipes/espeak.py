@@ -111,8 +111,9 @@ def prepare(
 ) -> PrepareSummary:
     """Speak every unique transcript of ``manifests`` with ``per_text`` voices into ``out_dir``.
 
-    Returns a summary with one ``all`` split (speaker: the voice, e.g. ``espeak:en-gb+f3``). A text the program
-    fails on is reported and skipped.
+    Returns a summary with one ``all`` split (speaker: the voice, e.g. ``espeak:en-gb+f3``). A
+    text the program fails on, or an unreadable file left from an earlier run, is reported and
+    skipped.
 
     Raises:
         FileNotFoundError: the ``espeak`` program is not found.
@@ -147,7 +148,7 @@ def prepare(
             duration = (
                 sf.info(dest).duration if dest.is_file() else speak(program, voice, text, dest)
             )
-        except (SynthesisError, subprocess.TimeoutExpired, RuntimeError) as exc:
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:  # SynthesisError, libsndfile
             return (f"{voice.name}: {text[:60]!r}", str(exc))
         return Utterance(utt_id, str(dest), round(duration, 4), text, f"espeak:{voice.speaker}")
 
