@@ -134,6 +134,7 @@ def snap_to_sound(
     offset: float = 0.0,
     closure: float = 0.15,
     margin_db: float = 6.0,
+    tail_db: float = 2.0,
 ) -> list[Word]:
     """Move word edges that border a pause onto where the sound starts or stops.
 
@@ -145,13 +146,18 @@ def snap_to_sound(
             "k") do not end it.
         margin_db: sound is this far above the noise floor (lower than the 10 dB that cutting
             long files at pauses uses: a word's fading end is quieter than its middle).
+        tail_db: once found, the sound runs on outward while frames stay this far above the
+            floor (hysteresis: a fading end or a soft onset is quieter than ``margin_db`` but
+            still above the noise).
 
     A word's sound is the run of sound frames (:func:`asr.vad.speech_frames`, gaps up to
-    ``closure`` bridged) that meets its aligned span. When that run stops before the next word's
-    aligned start, the word ends where the run ends (also when the last character fired later,
-    in the pause); when it reaches the next word, the edge stays. Starts likewise.
+    ``closure`` bridged) that meets its aligned span, widened through the faint frames around it.
+    When that run stops before the next word's aligned start, the word ends where the run ends
+    (also when the last character fired later, in the pause); when it reaches the next word, the
+    edge stays. Starts likewise.
     """
     sound = speech_frames(energy_db, margin_db=margin_db).tolist()
+    faint = speech_frames(energy_db, margin_db=min(tail_db, margin_db)).tolist()
     n = len(sound)
     if not words or not any(sound) or all(sound):
         return words
@@ -176,9 +182,9 @@ def snap_to_sound(
             out.append(w)
             continue
         s, e = heard[0], heard[-1] + 1
-        while s > lo and sound[s - 1]:
+        while s > lo and (sound[s - 1] or faint[s - 1]):
             s -= 1
-        while e < hi and sound[e]:
+        while e < hi and (sound[e] or faint[e]):
             e += 1
         start = w.start if s == lo and i else round(offset + s * FRAME_SECONDS, 3)
         end = w.end if e == hi and i + 1 < len(words) else round(offset + e * FRAME_SECONDS, 3)

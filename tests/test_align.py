@@ -99,3 +99,25 @@ def test_word_edges_at_pauses_snap_to_the_sound():
     # the same with an offset (a piece of a longer file)
     moved = align(lp, "ab cd ef", tok, fs, offset=10.0, energy_db=frame_energies_db([wave], sr))
     assert [round(w.start - 10.0, 3) for w in moved] == [w.start for w in words]
+
+
+def test_a_fading_end_stays_with_its_word():
+    """A word's tail that fades to a few dB above the noise (quieter than the 6 dB margin that
+    finds the word) still belongs to it: the end lands where the tail meets the noise."""
+    from asr.align import snap_to_sound
+    from asr.vad import frame_energies_db
+
+    sr, fs = 16_000, 0.03
+    rng = torch.Generator().manual_seed(0)
+    wave = 1e-3 * torch.randn(int(2.0 * sr), generator=rng)  # -60 dBFS room noise
+    wave[int(0.5 * sr) : int(0.8 * sr)] += 0.1 * torch.randn(int(0.3 * sr), generator=rng)
+    wave[int(0.8 * sr) : int(1.0 * sr)] += 1.2e-3 * torch.randn(int(0.2 * sr), generator=rng)
+    frames = ["_"] * int(2.0 / fs)
+    frames[round(0.6 / fs)], frames[round(1.2 / fs)] = "a", "b"  # "b" fires late, in the pause
+    words = align(_emissions(Tokenizer(), frames), "ab", Tokenizer(), fs)
+    energy = frame_energies_db([wave], sr)
+    (faded,) = snap_to_sound(words, energy)
+    assert faded.start == pytest.approx(0.5, abs=0.011)
+    assert faded.end == pytest.approx(1.0, abs=0.021)
+    (cut,) = snap_to_sound(words, energy, tail_db=6.0)  # no hysteresis: the tail is lost
+    assert cut.end == pytest.approx(0.8, abs=0.011)
