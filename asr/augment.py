@@ -88,6 +88,8 @@ class WaveAugment:
                 f"augment.pad_max must be >= 0 and augment.crop_end_max in [0, 1), got "
                 f"{cfg.pad_max} and {cfg.crop_end_max}"
             )
+        if cfg.join_max < 2:
+            raise ValueError(f"augment.join_max must be at least 2, got {cfg.join_max}")
         if len(cfg.join_pause) != 2 or not 0 <= cfg.join_pause[0] <= cfg.join_pause[1]:
             raise ValueError(
                 f"augment.join_pause must be [low, high] seconds, 0 <= low <= high, "
@@ -123,35 +125,58 @@ class WaveAugment:
         return (1 - crop) / max(self.cfg.speed_factors, default=1.0)
 
 
-def join_pairs(
-    examples: list[Example], pause: tuple[float, float], sample_rate: int, space_id: int
+def join_groups(
+    examples: list[Example],
+    pause: tuple[float, float],
+    sample_rate: int,
+    space_id: int,
+    max_size: int = 2,
 ) -> list[Example]:
-    """Join examples in pairs (0+1, 2+3, ...): ``a``, a pause at ``a``'s noise floor, ``b``.
+    """Join consecutive examples in groups of 2..``max_size`` (each group's size drawn at random):
+    ``a``, a pause at ``a``'s noise floor, ``b``, a pause at ``b``'s floor, ``c`` ...
 
-    The transcript becomes ``a b`` (labels joined by ``space_id``); an odd last example stays alone.
+    The transcript becomes ``a b c`` (labels joined by ``space_id``); a last group of one stays
+    alone. ``max_size=2`` joins pairs: 0+1, 2+3, ...
     """
     lo, hi = pause
-    out = []
-    for a, b in zip(examples[0::2], examples[1::2]):
-        gap = int((lo + (hi - lo) * float(torch.rand(()))) * sample_rate)
-        wave = torch.cat([pad_with_pauses(a.wave, 0, gap, sample_rate), b.wave])
+    out, i = [], 0
+    while i < len(examples):
+        size = 2 if max_size <= 2 else int(torch.randint(2, max_size + 1, ()))
+        group, i = examples[i : i + size], i + size
+        waves, labels = [], []
+        for k, ex in enumerate(group):
+            if k + 1 < len(group):
+                gap = int((lo + (hi - lo) * float(torch.rand(()))) * sample_rate)
+                waves.append(pad_with_pauses(ex.wave, 0, gap, sample_rate))
+            else:
+                waves.append(ex.wave)
+            labels += ([space_id] if k else []) + ex.labels
         out.append(
-            Example(f"{a.id}+{b.id}", wave, a.labels + [space_id] + b.labels, f"{a.text} {b.text}")
+            Example(
+                "+".join(ex.id for ex in group),
+                torch.cat(waves),
+                labels,
+                " ".join(ex.text for ex in group),
+            )
+            if len(group) > 1
+            else group[0]
         )
-    if len(examples) % 2:
-        out.append(examples[-1])
     return out
 
 
 class JoiningCollate:
     """The training loader's collate: with probability ``cfg.join_prob`` a batch's utterances are
-    joined in pairs (:func:`join_pairs`) before padding. Picklable, for loader workers."""
+    joined in groups of 2..``cfg.join_max`` (:func:`join_groups`) before padding. Picklable, for
+    loader workers."""
 
     def __init__(self, cfg: AugmentConfig, sample_rate: int, space_id: int) -> None:
         self.prob, self.pause = cfg.join_prob, (cfg.join_pause[0], cfg.join_pause[1])
+        self.max_size = cfg.join_max
         self.sample_rate, self.space_id = sample_rate, space_id
 
     def __call__(self, examples: list[Example]):
         if len(examples) > 1 and self.prob > 0 and float(torch.rand(())) < self.prob:
-            examples = join_pairs(list(examples), self.pause, self.sample_rate, self.space_id)
+            examples = join_groups(
+                list(examples), self.pause, self.sample_rate, self.space_id, self.max_size
+            )
         return collate(examples)

@@ -59,12 +59,14 @@ class AugmentConfig:
     # by up to 2 x pad_max per utterance.
     pad_prob: float = 0.0
     pad_max: float = 0.5
-    # chance that a training batch has its utterances joined in pairs, with a pause of
-    # join_pause [low, high] seconds between them (noise at the first clip's floor): a model
-    # trained on single utterances learns that speech fills the recording, and fails on several
-    # words with pauses between them. A joined batch holds half as many, twice as long utterances.
+    # chance that a training batch has its utterances joined in groups of 2..join_max (the size
+    # drawn per group), with a pause of join_pause [low, high] seconds between them (noise at the
+    # first clip's floor): a model trained on single utterances learns that speech fills the
+    # recording, and fails on several words with pauses between them. A joined batch holds fewer,
+    # longer utterances.
     join_prob: float = 0.0
     join_pause: list[float] = field(default_factory=lambda: [0.2, 1.0])
+    join_max: int = 2
     spec_augment: bool = True
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 

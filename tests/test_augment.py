@@ -127,3 +127,28 @@ def test_joined_batches_hold_pairs_with_a_pause_between():
         assert 0 < pause.abs().max() < 0.05  # noise at the floor: neither silence nor speech
     plain = JoiningCollate(AugmentConfig(join_prob=0.0), sr, space)(ex)
     assert torch.equal(plain.waves, collate(ex).waves) and plain.ids == [e.id for e in ex]
+
+
+def test_joined_groups_of_up_to_join_max():
+    """``join_max`` > 2: consecutive utterances joined in groups of 2..join_max, each with its
+    labels in order, spaces between, and a pause after every clip but the group's last."""
+    torch.manual_seed(1)
+    sr, space = 16_000, 1
+    ex = [
+        Example(f"u{i}", 0.1 * torch.randn(sr // 4 + 50 * i), [i + 2], f"w{i}") for i in range(12)
+    ]
+    joined = JoiningCollate(
+        AugmentConfig(join_prob=1.0, join_pause=[0.2, 0.3], join_max=4), sr, space
+    )(ex)
+    groups = [ident.split("+") for ident in joined.ids]
+    assert [u for g in groups for u in g] == [e.id for e in ex]  # every utterance, in order
+    assert all(len(g) <= 4 for g in groups) and max(len(g) for g in groups) > 2
+    for k, g in enumerate(groups):
+        members = [ex[int(u[1:])] for u in g]
+        assert joined.texts[k] == " ".join(m.text for m in members)
+        expected = [t for i, m in enumerate(members) for t in ([space] if i else []) + m.labels]
+        assert joined.targets[k, : joined.target_lens[k]].tolist() == expected
+        gaps = int(joined.wav_lens[k]) - sum(len(m.wave) for m in members)
+        assert 0.2 * sr * (len(g) - 1) <= gaps <= 0.3 * sr * (len(g) - 1)
+    with pytest.raises(ValueError, match="join_max"):
+        WaveAugment(AugmentConfig(join_max=1))
