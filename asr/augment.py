@@ -43,11 +43,13 @@ def pad_with_pauses(
     after: int,
     sample_rate: int = 16_000,
     generator: torch.Generator | None = None,
+    quieter_db: float = 0.0,
 ) -> torch.Tensor:
     """Add ``before`` and ``after`` samples of pause, filled with noise at the clip's own floor.
 
     The floor is the RMS of the quietest tenth of the clip's 10 ms frames, so the new pause sounds
-    like the room the clip was recorded in, not like digital silence.
+    like the room the clip was recorded in, not like digital silence. With ``quieter_db`` > 0 the
+    pause is a random 0..``quieter_db`` dB below that floor (as behind a noise gate).
     """
     if before <= 0 and after <= 0:
         return wave
@@ -58,6 +60,8 @@ def pad_with_pauses(
         floor = float(torch.quantile(rms, 0.1))
     else:
         floor = float(wave.pow(2).mean().sqrt()) if len(wave) else 0.0
+    if quieter_db > 0:
+        floor *= 10 ** (-quieter_db * float(torch.rand((), generator=generator)) / 20)
     floor = max(floor, 1e-5)  # -100 dBFS at least: a pause is never exactly zero
     noise = torch.randn(before + after, generator=generator) * floor
     return torch.cat([noise[:before], wave, noise[before:]])
@@ -88,6 +92,8 @@ class WaveAugment:
                 f"augment.pad_max must be >= 0 and augment.crop_end_max in [0, 1), got "
                 f"{cfg.pad_max} and {cfg.crop_end_max}"
             )
+        if cfg.pause_quieter_db < 0:
+            raise ValueError(f"augment.pause_quieter_db must be >= 0, got {cfg.pause_quieter_db}")
         if cfg.join_max < 2:
             raise ValueError(f"augment.join_max must be at least 2, got {cfg.join_max}")
         if len(cfg.join_pause) != 2 or not 0 <= cfg.join_pause[0] <= cfg.join_pause[1]:
@@ -112,7 +118,9 @@ class WaveAugment:
         if self.cfg.pad_prob > 0 and float(torch.rand(())) < self.cfg.pad_prob:
             most = self.cfg.pad_max * self.sample_rate
             before, after = (int(float(torch.rand(())) * most) for _ in range(2))
-            wave = pad_with_pauses(wave, before, after, self.sample_rate)
+            wave = pad_with_pauses(
+                wave, before, after, self.sample_rate, quieter_db=self.cfg.pause_quieter_db
+            )
         if self.cfg.noise_prob > 0 and float(torch.rand(())) < self.cfg.noise_prob:
             lo, hi = self.cfg.noise_snr_db
             wave = add_noise(wave, lo + (hi - lo) * float(torch.rand(())))
@@ -131,12 +139,13 @@ def join_groups(
     sample_rate: int,
     space_id: int,
     max_size: int = 2,
+    quieter_db: float = 0.0,
 ) -> list[Example]:
     """Join consecutive examples in groups of 2..``max_size`` (each group's size drawn at random):
     ``a``, a pause at ``a``'s noise floor, ``b``, a pause at ``b``'s floor, ``c`` ...
 
     The transcript becomes ``a b c`` (labels joined by ``space_id``); a last group of one stays
-    alone. ``max_size=2`` joins pairs: 0+1, 2+3, ...
+    alone. ``max_size=2`` joins pairs: 0+1, 2+3, ... ``quieter_db``: see :func:`pad_with_pauses`.
     """
     lo, hi = pause
     out, i = [], 0
@@ -147,7 +156,7 @@ def join_groups(
         for k, ex in enumerate(group):
             if k + 1 < len(group):
                 gap = int((lo + (hi - lo) * float(torch.rand(()))) * sample_rate)
-                waves.append(pad_with_pauses(ex.wave, 0, gap, sample_rate))
+                waves.append(pad_with_pauses(ex.wave, 0, gap, sample_rate, quieter_db=quieter_db))
             else:
                 waves.append(ex.wave)
             labels += ([space_id] if k else []) + ex.labels
@@ -171,12 +180,17 @@ class JoiningCollate:
 
     def __init__(self, cfg: AugmentConfig, sample_rate: int, space_id: int) -> None:
         self.prob, self.pause = cfg.join_prob, (cfg.join_pause[0], cfg.join_pause[1])
-        self.max_size = cfg.join_max
+        self.max_size, self.quieter_db = cfg.join_max, cfg.pause_quieter_db
         self.sample_rate, self.space_id = sample_rate, space_id
 
     def __call__(self, examples: list[Example]):
         if len(examples) > 1 and self.prob > 0 and float(torch.rand(())) < self.prob:
             examples = join_groups(
-                list(examples), self.pause, self.sample_rate, self.space_id, self.max_size
+                list(examples),
+                self.pause,
+                self.sample_rate,
+                self.space_id,
+                self.max_size,
+                self.quieter_db,
             )
         return collate(examples)

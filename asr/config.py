@@ -67,6 +67,10 @@ class AugmentConfig:
     join_prob: float = 0.0
     join_pause: list[float] = field(default_factory=lambda: [0.2, 1.0])
     join_max: int = 2
+    # the pauses that pad_prob and join_prob add are noise at the clip's own floor, lowered by a
+    # random 0..pause_quieter_db dB: recordings behind a noise gate, or clips joined with
+    # silence, have pauses far quieter than the room the words were spoken in
+    pause_quieter_db: float = 0.0
     spec_augment: bool = True
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 

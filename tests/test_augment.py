@@ -58,6 +58,14 @@ def test_pauses_at_the_clips_own_noise_floor():
     silent = pad_with_pauses(torch.zeros(1_000), 160, 0)
     assert 0 < float(silent[:160].abs().max()) < 1e-3  # never digital silence
     assert pad_with_pauses(clip, 0, 0) is clip
+    # quieter_db: each pause 0..30 dB below the room, as behind a noise gate
+    levels = [
+        float(pad_with_pauses(clip, 1_600, 0, generator=g, quieter_db=30.0)[:1_600].pow(2).mean())
+        for _ in range(200)
+    ]
+    db = 10 * torch.log10(torch.tensor(levels) / 1e-6)  # relative to the room's 0.001 RMS
+    assert -31 < float(db.min()) < -25 and -5 < float(db.max()) < 1
+
 
 
 def test_wave_augment_is_seeded_and_bounded():
@@ -90,6 +98,8 @@ def test_wave_augment_is_seeded_and_bounded():
         ("pad_prob", 1.5, "augment.pad_prob must be in"),
         ("narrowband_prob", -0.1, "augment.narrowband_prob must be in"),
         ("pad_max", -1.0, "augment.pad_max must be >= 0"),
+        ("pause_quieter_db", -1.0, "augment.pause_quieter_db must be >= 0"),
+        ("join_max", 1, "augment.join_max must be at least 2"),
         ("speed_factors", [0.0, 1.0], "augment.speed_factors must be positive"),
         ("join_prob", 2.0, "augment.join_prob must be in"),
         ("join_pause", [1.0, 0.5], "augment.join_pause must be"),
