@@ -135,6 +135,7 @@ def snap_to_sound(
     closure: float = 0.15,
     margin_db: float = 6.0,
     tail_db: float = 2.0,
+    range_db: float = 60.0,
 ) -> list[Word]:
     """Move word edges that border a pause onto where the sound starts or stops.
 
@@ -149,6 +150,8 @@ def snap_to_sound(
         tail_db: once found, the sound runs on outward while frames stay this far above the
             floor (hysteresis: a fading end or a soft onset is quieter than ``margin_db`` but
             still above the noise).
+        range_db: and at most this far below the file's loud end (wider than the 40 dB that
+            cutting long files uses: a quiet speaker's "s" can be 50 dB under a loud word).
 
     A word's sound is the run of sound frames (:func:`asr.vad.speech_frames`, gaps up to
     ``closure`` bridged) that meets its aligned span, widened through the faint frames around it.
@@ -156,8 +159,8 @@ def snap_to_sound(
     (also when the last character fired later, in the pause); when it reaches the next word, the
     edge stays. Starts likewise.
     """
-    sound = speech_frames(energy_db, margin_db=margin_db).tolist()
-    faint = speech_frames(energy_db, margin_db=min(tail_db, margin_db)).tolist()
+    sound = speech_frames(energy_db, margin_db=margin_db, range_db=range_db).tolist()
+    faint = speech_frames(energy_db, margin_db=min(tail_db, margin_db), range_db=range_db).tolist()
     n = len(sound)
     if not words or not any(sound) or all(sound):
         return words
