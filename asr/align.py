@@ -128,6 +128,22 @@ def align(
     return out if energy_db is None else snap_to_sound(out, energy_db, offset)
 
 
+def _release_burst(faint: list[bool], e: int, hi: int, gap: int, min_frames: int = 2) -> int:
+    """Past a word's end ``e``: a burst of faint frames (at least ``min_frames``) within ``gap``
+    frames of quiet, as a final "t" or "k" is released after its closure, extends the word."""
+    while e < hi:
+        t = e
+        while t < min(hi, e + gap) and not faint[t]:
+            t += 1
+        run = t
+        while run < hi and faint[run]:
+            run += 1
+        if t >= min(hi, e + gap) or run - t < min_frames:
+            return e
+        e = run
+    return e
+
+
 def snap_to_sound(
     words: list[Word],
     energy_db: torch.Tensor,
@@ -157,7 +173,8 @@ def snap_to_sound(
     ``closure`` bridged) that meets its aligned span, widened through the faint frames around it.
     When that run stops before the next word's aligned start, the word ends where the run ends
     (also when the last character fired later, in the pause); when it reaches the next word, the
-    edge stays. Starts likewise.
+    edge stays. Starts likewise. A faint burst within ``closure`` after the end (a final "t"
+    released after its closure) extends it.
     """
     sound = speech_frames(energy_db, margin_db=margin_db, range_db=range_db).tolist()
     faint = speech_frames(energy_db, margin_db=min(tail_db, margin_db), range_db=range_db).tolist()
@@ -189,6 +206,7 @@ def snap_to_sound(
             s -= 1
         while e < hi and (sound[e] or faint[e]):
             e += 1
+        e = _release_burst(faint, e, hi, gap)
         start = w.start if s == lo and i else round(offset + s * FRAME_SECONDS, 3)
         end = w.end if e == hi and i + 1 < len(words) else round(offset + e * FRAME_SECONDS, 3)
         if start >= end:

@@ -121,3 +121,22 @@ def test_a_fading_end_stays_with_its_word():
     assert faded.end == pytest.approx(1.0, abs=0.021)
     (cut,) = snap_to_sound(words, energy, tail_db=6.0)  # no hysteresis: the tail is lost
     assert cut.end == pytest.approx(0.8, abs=0.011)
+
+
+def test_a_faint_release_after_a_closure_ends_the_word():
+    """A final "t": a closure of room noise, then a faint burst that the word's end takes in."""
+    from asr.align import snap_to_sound
+    from asr.vad import frame_energies_db
+
+    sr, fs = 16_000, 0.03
+    rng = torch.Generator().manual_seed(0)
+    wave = 1e-3 * torch.randn(int(2.0 * sr), generator=rng)  # -60 dBFS room noise
+    wave[int(0.5 * sr) : int(0.8 * sr)] += 0.1 * torch.randn(int(0.3 * sr), generator=rng)
+    # closure 0.80-0.88 s, then a burst ~4 dB above the noise until 0.92 s
+    wave[int(0.88 * sr) : int(0.92 * sr)] += 1.2e-3 * torch.randn(int(0.04 * sr), generator=rng)
+    frames = ["_"] * int(2.0 / fs)
+    frames[round(0.6 / fs)], frames[round(1.5 / fs)] = "a", "t"
+    words = align(_emissions(Tokenizer(), frames), "at", Tokenizer(), fs)
+    (word,) = snap_to_sound(words, frame_energies_db([wave], sr))
+    assert word.start == pytest.approx(0.5, abs=0.011)
+    assert word.end == pytest.approx(0.92, abs=0.021)
