@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -543,7 +544,26 @@ COMMANDS = {
 }
 
 
+_NUMBER_LISTS = ("--lm-weights", "--word-scores")  # options whose value may start with "-"
+
+
+def _join_number_lists(argv: list[str]) -> list[str]:
+    """``--word-scores -2,-1,0`` -> ``--word-scores=-2,-1,0``: argparse would take the value,
+    which starts with a minus sign, for an option of its own."""
+    out, i = [], 0
+    while i < len(argv):
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if argv[i] in _NUMBER_LISTS and re.fullmatch(r"-?[\d.]+(,\s*-?[\d.]+)*", value):
+            out.append(f"{argv[i]}={value}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = _join_number_lists(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(message)s")

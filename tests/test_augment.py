@@ -67,7 +67,6 @@ def test_pauses_at_the_clips_own_noise_floor():
     assert -31 < float(db.min()) < -25 and -5 < float(db.max()) < 1
 
 
-
 def test_wave_augment_is_seeded_and_bounded():
     cfg = AugmentConfig(
         speed_factors=[0.9, 1.1],

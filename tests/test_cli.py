@@ -98,7 +98,7 @@ def test_beam_decoding_and_lm_tuning_from_the_command_line(
         "--lm-weights",
         "0,1",
         "--word-scores",
-        "0,2",
+        "-1,2",  # a value that starts with a minus sign, given as its own word
         "--beam-size",
         "8",
         "--out",
