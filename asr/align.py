@@ -129,19 +129,16 @@ def align(
 
 
 def _release_burst(faint: list[bool], e: int, hi: int, gap: int, min_frames: int = 2) -> int:
-    """Past a word's end ``e``: a burst of faint frames (at least ``min_frames``) within ``gap``
-    frames of quiet, as a final "t" or "k" is released after its closure, extends the word."""
-    while e < hi:
-        t = e
-        while t < min(hi, e + gap) and not faint[t]:
-            t += 1
-        run = t
-        while run < hi and faint[run]:
-            run += 1
-        if t >= min(hi, e + gap) or run - t < min_frames:
-            return e
-        e = run
-    return e
+    """Past a word's end ``e``: one burst of faint frames (at least ``min_frames``) after at most
+    ``gap`` frames of quiet, as a final "t" or "k" is released after its closure, extends the word
+    to the burst's end. Only one: a chain of blips in wandering noise must not carry the end on."""
+    t = e
+    while t < hi and t <= e + gap and not faint[t]:
+        t += 1
+    run = t
+    while run < hi and faint[run]:
+        run += 1
+    return run if t < hi and t <= e + gap and run - t >= min_frames else e
 
 
 def snap_to_sound(
@@ -173,7 +170,7 @@ def snap_to_sound(
     ``closure`` bridged) that meets its aligned span, widened through the faint frames around it.
     When that run stops before the next word's aligned start, the word ends where the run ends
     (also when the last character fired later, in the pause); when it reaches the next word, the
-    edge stays. Starts likewise. A faint burst within ``closure`` after the end (a final "t"
+    edge stays. Starts likewise. One faint burst within ``closure`` after the end (a final "t"
     released after its closure) extends it.
     """
     sound = speech_frames(energy_db, margin_db=margin_db, range_db=range_db).tolist()
@@ -197,7 +194,15 @@ def snap_to_sound(
     for i, (w, (a, b)) in enumerate(zip(words, spans)):
         lo = spans[i - 1][1] if i else 0  # the neighbours' aligned edges bound the search
         hi = spans[i + 1][0] if i + 1 < len(words) else n
-        heard = [t for t in range(a, max(b, a + 1)) if t < n and sound[t]]
+        # the sound under the word's characters; a character fired in a pause (often the last,
+        # late) has none, and then only its neighbours' sound counts, not a noise blip it spans
+        heard = [
+            t
+            for c in w.chars
+            for t in range(frame(c.start), max(frame(c.end), frame(c.start) + 1))
+            if t < n and sound[t]
+        ] or [t for t in range(a, max(b, a + 1)) if t < n and sound[t]]
+        heard.sort()
         if not heard:
             out.append(w)
             continue

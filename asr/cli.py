@@ -545,6 +545,7 @@ COMMANDS = {
 
 
 _NUMBER_LISTS = ("--lm-weights", "--word-scores")  # options whose value may start with "-"
+_NUMBER = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
 
 
 def _join_number_lists(argv: list[str]) -> list[str]:
@@ -553,7 +554,7 @@ def _join_number_lists(argv: list[str]) -> list[str]:
     out, i = [], 0
     while i < len(argv):
         value = argv[i + 1] if i + 1 < len(argv) else ""
-        if argv[i] in _NUMBER_LISTS and re.fullmatch(r"-?[\d.]+(,\s*-?[\d.]+)*", value):
+        if argv[i] in _NUMBER_LISTS and re.fullmatch(rf"{_NUMBER}(,\s*{_NUMBER})*", value):
             out.append(f"{argv[i]}={value}")
             i += 2
         else:

@@ -140,3 +140,30 @@ def test_a_faint_release_after_a_closure_ends_the_word():
     (word,) = snap_to_sound(words, frame_energies_db([wave], sr))
     assert word.start == pytest.approx(0.5, abs=0.011)
     assert word.end == pytest.approx(0.92, abs=0.021)
+
+
+def test_no_burst_too_late_and_no_chain_of_blips_in_wandering_noise():
+    """A faint burst later than the closure gap does not extend the word, and in noise whose
+    level wanders (a burst after a burst after a burst ...) the end moves at most once."""
+    from asr.align import snap_to_sound
+    from asr.vad import frame_energies_db
+
+    sr, fs = 16_000, 0.03
+    rng = torch.Generator().manual_seed(0)
+    frames = ["_"] * int(3.0 / fs)
+    frames[round(0.6 / fs)], frames[round(2.8 / fs)] = "a", "t"  # "t" fires at the very end
+    words = align(_emissions(Tokenizer(), frames), "at", Tokenizer(), fs)
+
+    late = 1e-3 * torch.randn(3 * sr, generator=rng)
+    late[int(0.5 * sr) : int(0.8 * sr)] += 0.1 * torch.randn(int(0.3 * sr), generator=rng)
+    late[int(1.0 * sr) : int(1.04 * sr)] += 1.2e-3 * torch.randn(int(0.04 * sr), generator=rng)
+    (word,) = snap_to_sound(words, frame_energies_db([late], sr))
+    assert word.end == pytest.approx(0.8, abs=0.011)  # 0.2 s of quiet: not its release
+
+    for seed in range(6):
+        g = torch.Generator().manual_seed(seed)
+        level = 10 ** (torch.randn(60, generator=g) * 1.0 / 20)  # +-1 dB every 50 ms
+        wandering = 1e-3 * torch.randn(3 * sr, generator=g) * level.repeat_interleave(800)
+        wandering[int(0.5 * sr) : int(0.8 * sr)] += 0.1 * torch.randn(int(0.3 * sr), generator=g)
+        (word,) = snap_to_sound(words, frame_energies_db([wandering], sr))
+        assert word.end <= 0.8 + 0.15 + 0.1, (seed, word.end)  # one burst's worth at most

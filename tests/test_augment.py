@@ -159,5 +159,19 @@ def test_joined_groups_of_up_to_join_max():
         assert joined.targets[k, : joined.target_lens[k]].tolist() == expected
         gaps = int(joined.wav_lens[k]) - sum(len(m.wave) for m in members)
         assert 0.2 * sr * (len(g) - 1) <= gaps <= 0.3 * sr * (len(g) - 1)
+        wave, at = joined.waves[k, : joined.wav_lens[k]], 0
+        for m in members:  # each clip whole and in order, a pause of noise after all but the last
+            at = next(i for i in range(at, len(wave)) if torch.equal(wave[i : i + 50], m.wave[:50]))
+            assert torch.equal(wave[at : at + len(m.wave)], m.wave)
+            at += len(m.wave)
     with pytest.raises(ValueError, match="join_max"):
         WaveAugment(AugmentConfig(join_max=1))
+    # pause_quieter_db reaches the joined pauses: 0..40 dB below the clips' 0.1 RMS
+    loud = [Example(f"v{i}", 0.1 * torch.randn(sr // 4), [2], "w") for i in range(40)]
+    quiet = JoiningCollate(
+        AugmentConfig(join_prob=1.0, join_pause=[0.2, 0.2], pause_quieter_db=40.0), sr, space
+    )(loud)
+    pauses = [
+        float(quiet.waves[k, sr // 4 : sr // 4 + 3000].pow(2).mean().sqrt()) for k in range(20)
+    ]
+    assert min(pauses) < 0.1 * 10 ** (-20 / 20) and max(pauses) <= 0.11
