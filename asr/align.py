@@ -167,7 +167,8 @@ def snap_to_sound(
             cutting long files uses: a quiet speaker's "s" can be 50 dB under a loud word).
 
     A word's sound is the run of sound frames (:func:`asr.vad.speech_frames`, gaps up to
-    ``closure`` bridged) that meets its aligned span, widened through the faint frames around it.
+    ``closure`` bridged) under its characters' frames (or, when none of them is on sound, anywhere
+    in its aligned span), widened through the faint frames around it.
     When that run stops before the next word's aligned start, the word ends where the run ends
     (also when the last character fired later, in the pause); when it reaches the next word, the
     edge stays. Starts likewise. One faint burst within ``closure`` after the end (a final "t"

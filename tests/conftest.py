@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,30 @@ def write_audio(path: Path, data: np.ndarray, sr: int, subtype: str | None = Non
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), data, sr, subtype=subtype)
     return path
+
+
+_LOCAL = ("127.0.0.1", "localhost", "::1", None)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline():
+    """Tests run offline: a connection or name lookup beyond this machine fails the test that
+    tries it (the download test fakes ``urlopen``; distributed tests use the loopback)."""
+    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def guarded_connect(sock, address, *args, **kwargs):
+        if isinstance(address, tuple) and address[0] not in _LOCAL:
+            raise RuntimeError(f"tests must run offline: connection to {address}")
+        return connect(sock, address, *args, **kwargs)
+
+    def guarded_getaddrinfo(host, *args, **kwargs):
+        if host not in _LOCAL:
+            raise RuntimeError(f"tests must run offline: name lookup of {host}")
+        return getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect, socket.getaddrinfo = guarded_connect, guarded_getaddrinfo
+    yield
+    socket.socket.connect, socket.getaddrinfo = connect, getaddrinfo
 
 
 @pytest.fixture(autouse=True)

@@ -101,6 +101,18 @@ def test_word_edges_at_pauses_snap_to_the_sound():
     assert [round(w.start - 10.0, 3) for w in moved] == [w.start for w in words]
 
 
+def _word_in_room(seconds: float, rng: torch.Generator, sr: int = 16_000) -> torch.Tensor:
+    """-60 dBFS room noise with a loud word (0.1 RMS) from 0.5 to 0.8 s."""
+    wave = 1e-3 * torch.randn(int(seconds * sr), generator=rng)
+    wave[int(0.5 * sr) : int(0.8 * sr)] += 0.1 * torch.randn(int(0.3 * sr), generator=rng)
+    return wave
+
+
+def _faint(wave: torch.Tensor, a: float, b: float, rng: torch.Generator, sr: int = 16_000) -> None:
+    """Add sound ~4 dB above the room noise from ``a`` to ``b`` seconds (a fading tail, a burst)."""
+    wave[int(a * sr) : int(b * sr)] += 1.2e-3 * torch.randn(int(round((b - a) * sr)), generator=rng)
+
+
 def test_a_fading_end_stays_with_its_word():
     """A word's tail that fades to a few dB above the noise (quieter than the 6 dB margin that
     finds the word) still belongs to it: the end lands where the tail meets the noise."""
@@ -109,9 +121,8 @@ def test_a_fading_end_stays_with_its_word():
 
     sr, fs = 16_000, 0.03
     rng = torch.Generator().manual_seed(0)
-    wave = 1e-3 * torch.randn(int(2.0 * sr), generator=rng)  # -60 dBFS room noise
-    wave[int(0.5 * sr) : int(0.8 * sr)] += 0.1 * torch.randn(int(0.3 * sr), generator=rng)
-    wave[int(0.8 * sr) : int(1.0 * sr)] += 1.2e-3 * torch.randn(int(0.2 * sr), generator=rng)
+    wave = _word_in_room(2.0, rng)
+    _faint(wave, 0.8, 1.0, rng)
     frames = ["_"] * int(2.0 / fs)
     frames[round(0.6 / fs)], frames[round(1.2 / fs)] = "a", "b"  # "b" fires late, in the pause
     words = align(_emissions(Tokenizer(), frames), "ab", Tokenizer(), fs)
@@ -130,10 +141,8 @@ def test_a_faint_release_after_a_closure_ends_the_word():
 
     sr, fs = 16_000, 0.03
     rng = torch.Generator().manual_seed(0)
-    wave = 1e-3 * torch.randn(int(2.0 * sr), generator=rng)  # -60 dBFS room noise
-    wave[int(0.5 * sr) : int(0.8 * sr)] += 0.1 * torch.randn(int(0.3 * sr), generator=rng)
-    # closure 0.80-0.88 s, then a burst ~4 dB above the noise until 0.92 s
-    wave[int(0.88 * sr) : int(0.92 * sr)] += 1.2e-3 * torch.randn(int(0.04 * sr), generator=rng)
+    wave = _word_in_room(2.0, rng)
+    _faint(wave, 0.88, 0.92, rng)  # closure 0.80-0.88 s, then the burst
     frames = ["_"] * int(2.0 / fs)
     frames[round(0.6 / fs)], frames[round(1.5 / fs)] = "a", "t"
     words = align(_emissions(Tokenizer(), frames), "at", Tokenizer(), fs)
@@ -154,9 +163,8 @@ def test_no_burst_too_late_and_no_chain_of_blips_in_wandering_noise():
     frames[round(0.6 / fs)], frames[round(2.8 / fs)] = "a", "t"  # "t" fires at the very end
     words = align(_emissions(Tokenizer(), frames), "at", Tokenizer(), fs)
 
-    late = 1e-3 * torch.randn(3 * sr, generator=rng)
-    late[int(0.5 * sr) : int(0.8 * sr)] += 0.1 * torch.randn(int(0.3 * sr), generator=rng)
-    late[int(1.0 * sr) : int(1.04 * sr)] += 1.2e-3 * torch.randn(int(0.04 * sr), generator=rng)
+    late = _word_in_room(3.0, rng)
+    _faint(late, 1.0, 1.04, rng)
     (word,) = snap_to_sound(words, frame_energies_db([late], sr))
     assert word.end == pytest.approx(0.8, abs=0.011)  # 0.2 s of quiet: not its release
 
