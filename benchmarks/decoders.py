@@ -15,6 +15,10 @@ tune``), pyctcdecode's from --pyctc-alpha/--pyctc-beta (by default the same numb
 this one process, one utterance at a time, with their default pruning (ours: the
 ``DecoderConfig`` defaults or the config's; pyctcdecode: ``token_min_logp`` -5, ``beam_prune_logp``
 -10).
+
+The last column is a 95% interval for ours' WER minus pyctcdecode's on these utterances (a paired
+bootstrap: utterances drawn with replacement, both decoders scored on the same draw), so a gap
+can be told from the luck of a few hundred sentences.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch
 from asr.config import load_decoder_config
 from asr.decode import BeamDecoder, greedy_decode
 from asr.lm import arpa_words
-from asr.metrics import score
+from asr.metrics import score, word_errors
 from asr.train import manifest_emissions
 from asr.transcribe import load_model
 
@@ -57,6 +61,21 @@ def tune_pyctc(decoder, dev: dict, beam: int = 64) -> tuple[float, float]:
             hyps = [decoder.decode(e.numpy(), beam_width=beam) for e in dev["emissions"]]
             results[alpha, beta] = score(dev["ids"], dev["refs"], hyps).wer
     return min(results, key=results.get)
+
+
+def paired_interval(
+    refs: list[str], hyps_a: list[str], hyps_b: list[str], draws: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95% bootstrap interval of WER(a) - WER(b) in points, resampling utterances in pairs."""
+    counts = [(word_errors(r, a), word_errors(r, b)) for r, a, b in zip(refs, hyps_a, hyps_b)]
+    err_a = torch.tensor([a.errors for a, _ in counts], dtype=torch.float64)
+    err_b = torch.tensor([b.errors for _, b in counts], dtype=torch.float64)
+    words = torch.tensor([a.ref_len for a, _ in counts], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(refs), (draws, len(refs)), generator=gen)
+    diff = 100 * (err_a[idx].sum(1) - err_b[idx].sum(1)) / words[idx].sum(1).clamp(min=1)
+    low, high = torch.quantile(diff, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return low, high
 
 
 def run(decode, emissions: list[torch.Tensor]) -> tuple[list[str], float]:
@@ -131,26 +150,35 @@ def main() -> None:
         f"beta {beta}" + (f" (tuned on {args.tune_pyctc})" if args.tune_pyctc and pyctc else "")
     )
     print()
-    print(f"| {'decoder':<22} | {'beam':>5} | {'WER %':>7} | {'ms/utt':>8} | {'vs ours':>8} |")
-    print(f"|{'-' * 24}|{'-' * 7}|{'-' * 9}|{'-' * 10}|{'-' * 10}|")
+    print(
+        f"| {'decoder':<22} | {'beam':>5} | {'WER %':>7} | {'ms/utt':>8} | {'vs ours':>8} "
+        f"| {'ours - pyctcdecode, 95%':>23} |"
+    )
+    print(f"|{'-' * 24}|{'-' * 7}|{'-' * 9}|{'-' * 10}|{'-' * 10}|{'-' * 25}|")
 
     hyps, ms = run(lambda e: greedy_decode(e[None], torch.tensor([len(e)]), tok)[0].text, emissions)
     print(
-        f"| {'greedy':<22} | {'-':>5} | {100 * score(ids, refs, hyps).wer:7.2f} | {ms:8.2f} | {'':>8} |"
+        f"| {'greedy':<22} | {'-':>5} | {100 * score(ids, refs, hyps).wer:7.2f} | {ms:8.2f} | {'':>8} "
+        f"| {'':>23} |"
     )
 
     for beam in [int(b) for b in args.beams.split(",")]:
         from dataclasses import replace
 
         ours = BeamDecoder(tok, replace(base, beam_size=beam))
-        hyps, ms_ours = run(lambda e, d=ours: d(e[None], torch.tensor([len(e)]))[0].text, emissions)
+        hyps_ours, ms_ours = run(
+            lambda e, d=ours: d(e[None], torch.tensor([len(e)]))[0].text, emissions
+        )
         print(
-            f"| {'ours (flashlight)':<22} | {beam:5d} | {100 * score(ids, refs, hyps).wer:7.2f} | {ms_ours:8.2f} | {'1.0x':>8} |"
+            f"| {'ours (flashlight)':<22} | {beam:5d} | {100 * score(ids, refs, hyps_ours).wer:7.2f} "
+            f"| {ms_ours:8.2f} | {'1.0x':>8} | {'':>23} |"
         )
         if pyctc is not None:
             hyps, ms = run(lambda e, b=beam: pyctc.decode(e.numpy(), beam_width=b), emissions)
+            low, high = paired_interval(refs, hyps_ours, hyps)
             print(
-                f"| {'pyctcdecode':<22} | {beam:5d} | {100 * score(ids, refs, hyps).wer:7.2f} | {ms:8.2f} | {ms / ms_ours:7.1f}x |"
+                f"| {'pyctcdecode':<22} | {beam:5d} | {100 * score(ids, refs, hyps).wer:7.2f} "
+                f"| {ms:8.2f} | {ms / ms_ours:7.1f}x | {f'{low:+.2f} to {high:+.2f}':>23} |"
             )
 
 
