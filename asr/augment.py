@@ -141,16 +141,20 @@ def join_groups(
     max_size: int = 2,
     quieter_db: float = 0.0,
 ) -> list[Example]:
-    """Join consecutive examples in groups of 2..``max_size`` (each group's size drawn at random):
-    ``a``, a pause at ``a``'s noise floor, ``b``, a pause at ``b``'s floor, ``c`` ...
+    """Join consecutive examples in groups: ``a``, a pause at ``a``'s noise floor, ``b``, a pause
+    at ``b``'s floor, ``c`` ...
 
-    The transcript becomes ``a b c`` (labels joined by ``space_id``); a last group of one stays
-    alone. ``max_size=2`` joins pairs: 0+1, 2+3, ... ``quieter_db``: see :func:`pad_with_pauses`.
+    One group size, 2..``max_size``, is drawn per call (per batch): the groups of a batch of
+    clips of similar length are then of similar length too, and the padded batch stays near its
+    audio plus the pauses (a size drawn per group padded the batch to the longest group, up to
+    ~3x its audio with ``max_size`` 5). The transcript becomes ``a b c`` (labels joined by
+    ``space_id``); a last, smaller group keeps what is left, and one left over stays alone.
+    ``max_size=2`` joins pairs: 0+1, 2+3, ... ``quieter_db``: see :func:`pad_with_pauses`.
     """
     lo, hi = pause
     out, i = [], 0
+    size = 2 if max_size <= 2 else int(torch.randint(2, max_size + 1, ()))
     while i < len(examples):
-        size = 2 if max_size <= 2 else int(torch.randint(2, max_size + 1, ()))
         group, i = examples[i : i + size], i + size
         waves, labels = [], []
         for k, ex in enumerate(group):

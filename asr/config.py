@@ -59,12 +59,11 @@ class AugmentConfig:
     # by up to 2 x pad_max per utterance.
     pad_prob: float = 0.0
     pad_max: float = 0.5
-    # chance that a training batch has its utterances joined in groups of 2..join_max (the size
-    # drawn per group), with a pause of join_pause [low, high] seconds after each but the last
+    # chance that a training batch has its utterances joined in groups of 2..join_max (one size
+    # drawn per batch), with a pause of join_pause [low, high] seconds after each but the last
     # (noise at the floor of the clip before it): a model trained on single utterances learns that
     # speech fills the recording, and fails on several words with pauses between them. A joined
-    # batch holds fewer, longer utterances; its padded size can exceed batch_seconds (pauses, and
-    # groups of unequal size padded to the longest: ~3x for short clips with join_max 5).
+    # batch holds fewer, longer utterances; its padded size exceeds batch_seconds by the pauses.
     join_prob: float = 0.0
     join_pause: list[float] = field(default_factory=lambda: [0.2, 1.0])
     join_max: int = 2

@@ -139,19 +139,27 @@ def test_joined_batches_hold_pairs_with_a_pause_between():
 
 
 def test_joined_groups_of_up_to_join_max():
-    """``join_max`` > 2: consecutive utterances joined in groups of 2..join_max, each with its
-    labels in order, spaces between, and a pause after every clip but the group's last."""
+    """``join_max`` > 2: consecutive utterances joined in groups of 2..join_max (one size a
+    batch, so the padded batch stays near its audio plus pauses), each with its labels in order,
+    spaces between, and a pause after every clip but the group's last."""
     torch.manual_seed(1)
     sr, space = 16_000, 1
     ex = [
         Example(f"u{i}", 0.1 * torch.randn(sr // 4 + 50 * i), [i + 2], f"w{i}") for i in range(12)
     ]
-    joined = JoiningCollate(
+    collate_fn = JoiningCollate(
         AugmentConfig(join_prob=1.0, join_pause=[0.2, 0.3], join_max=4), sr, space
-    )(ex)
-    groups = [ident.split("+") for ident in joined.ids]
-    assert [u for g in groups for u in g] == [e.id for e in ex]  # every utterance, in order
-    assert all(len(g) <= 4 for g in groups) and max(len(g) for g in groups) > 2
+    )
+    sizes = set()
+    for _ in range(12):
+        joined = collate_fn(ex)
+        groups = [ident.split("+") for ident in joined.ids]
+        assert [u for g in groups for u in g] == [e.id for e in ex]  # every utterance, in order
+        assert len({len(g) for g in groups[:-1]}) == 1 and len(groups[-1]) <= len(groups[0])
+        sizes.add(len(groups[0]))
+        audio = sum(len(e.wave) for e in ex) + 0.3 * sr * (len(ex) - len(groups))
+        assert joined.waves.numel() <= 1.2 * audio  # padding: at most 20% over audio + pauses
+    assert sizes == {2, 3, 4}
     for k, g in enumerate(groups):
         members = [ex[int(u[1:])] for u in g]
         assert joined.texts[k] == " ".join(m.text for m in members)
