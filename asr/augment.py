@@ -94,6 +94,8 @@ class WaveAugment:
             )
         if cfg.pause_quieter_db < 0:
             raise ValueError(f"augment.pause_quieter_db must be >= 0, got {cfg.pause_quieter_db}")
+        if not 0 <= cfg.warp < 0.5:
+            raise ValueError(f"augment.warp must be in [0, 0.5), got {cfg.warp}")
         if cfg.join_max < 2:
             raise ValueError(f"augment.join_max must be at least 2, got {cfg.join_max}")
         if len(cfg.join_pause) != 2 or not 0 <= cfg.join_pause[0] <= cfg.join_pause[1]:

@@ -71,6 +71,10 @@ class AugmentConfig:
     # random 0..pause_quieter_db dB: recordings behind a noise gate, or clips joined with
     # silence, have pauses far quieter than the room the words were spoken in
     pause_quieter_db: float = 0.0
+    # vocal tract length perturbation: each utterance's frequency axis scaled by a factor drawn
+    # from [1 - warp, 1 + warp] (formants moved as a shorter or longer vocal tract moves them;
+    # 0.1 is the usual range), independently of speed_factors, which move pitch and tempo too
+    warp: float = 0.0
     spec_augment: bool = True
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 

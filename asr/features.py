@@ -94,6 +94,41 @@ def spec_augment(
     return feats * keep
 
 
+def warp_frequencies(
+    spec: torch.Tensor, factors: torch.Tensor, boundary: float = 0.6
+) -> torch.Tensor:
+    """Vocal tract length perturbation (Jaitly and Hinton, 2013) of a linear-frequency spectrogram.
+
+    Each utterance's frequency axis is scaled by its factor ``a`` (its formants move from ``f`` to
+    ``a * f``, as a shorter or longer vocal tract would put them) up to a boundary, above which a
+    second straight line takes the rest of the band to the Nyquist frequency, so nothing is cut or
+    left empty. Frames are warped one at a time: padding never changes a result.
+
+    Args:
+        spec: ``(B, F, T)`` power (or magnitude) spectrogram, bin ``F - 1`` at the Nyquist frequency.
+        factors: ``(B,)`` warp factors, e.g. drawn from [0.9, 1.1]; 1 leaves an utterance as it is.
+        boundary: where the scaled part ends, as a fraction of the band (for ``a`` <= 1).
+
+    Returns:
+        ``(B, F, T)``, each output bin read from the input by linear interpolation.
+    """
+    n_bins = spec.shape[1]
+    top = float(n_bins - 1)
+    alpha = factors.to(spec.device, torch.float32)[:, None]  # (B, 1)
+    out_bins = torch.arange(n_bins, device=spec.device, dtype=torch.float32)[None, :]  # (1, F)
+    # the output bin g is read from input bin g / a below the knee, and on a line to the top above
+    knee_out = boundary * top * torch.clamp(alpha, max=1.0)  # (B, 1)
+    knee_in = knee_out / alpha
+    above = knee_in + (top - knee_in) * (out_bins - knee_out) / (top - knee_out)
+    src = torch.where(out_bins <= knee_out, out_bins / alpha, above).clamp(0, top)  # (B, F)
+    low = src.floor().long().clamp(max=n_bins - 2)
+    frac = (src - low)[:, :, None]  # (B, F, 1)
+    index = low[:, :, None].expand(-1, -1, spec.shape[2])
+    lower = spec.gather(1, index)
+    upper = spec.gather(1, index + 1)
+    return lower * (1 - frac) + upper * frac  # exact at whole bins, the top one included
+
+
 class FeatureExtractor(nn.Module):
     """Batched log-mel or log linear spectrogram with true lengths.
 
@@ -137,13 +172,15 @@ class FeatureExtractor(nn.Module):
 
     @torch.no_grad()
     def forward(
-        self, waves: torch.Tensor, wav_lens: torch.Tensor
+        self, waves: torch.Tensor, wav_lens: torch.Tensor, warp: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Compute features.
 
         Args:
             waves: ``(B, N)`` padded waveforms (whatever lies past a length is ignored).
             wav_lens: ``(B,)`` true sample counts.
+            warp: ``(B,)`` vocal tract length perturbation factors (training only, see
+                :func:`warp_frequencies`); None: no warping.
 
         Returns:
             feats ``(B, T, F)`` float32 (padding frames are 0), feat_lens ``(B,)``.
@@ -151,7 +188,13 @@ class FeatureExtractor(nn.Module):
         wav_lens = wav_lens.to(waves.device)
         # samples past a length must not reach the last frames' windows, whatever the caller padded with
         waves = waves.float() * lengths_to_mask(wav_lens, waves.shape[1])  # (B, N)
-        spec = self.transform(waves)  # (B, F, T)
+        if warp is None:
+            spec = self.transform(waves)  # (B, F, T)
+        elif self.cfg.kind == "logmel":
+            linear = warp_frequencies(self.transform.spectrogram(waves), warp)  # (B, n_fft/2+1, T)
+            spec = self.transform.mel_scale(linear)  # (B, F, T)
+        else:
+            spec = warp_frequencies(self.transform(waves), warp)
         feats = torch.log(spec + LOG_EPS).transpose(1, 2)  # (B, F, T) -> (B, T, F)
         feat_lens = self.output_lengths(wav_lens)
         if self.cfg.normalize:

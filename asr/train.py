@@ -415,7 +415,10 @@ def _train(
             group_size = min(accumulate, n_micro - group_start)  # the epoch's last may be short
             steps_now = i - group_start == group_size - 1
             batch = batch.to(device)
-            feats, feat_lens = features(batch.waves, batch.wav_lens)
+            warp = None
+            if cfg.augment.warp > 0:  # one factor per utterance, uniform in 1 +- warp
+                warp = 1 + cfg.augment.warp * (2 * torch.rand(len(batch.ids)) - 1)
+            feats, feat_lens = features(batch.waves, batch.wav_lens, warp)
             if cfg.augment.spec_augment:
                 feats = spec_augment(feats, feat_lens, cfg.augment.specaug)
             # gradients are averaged across ranks only on a step's last micro-batch

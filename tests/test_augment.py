@@ -99,6 +99,7 @@ def test_wave_augment_is_seeded_and_bounded():
         ("pad_max", -1.0, "augment.pad_max must be >= 0"),
         ("pause_quieter_db", -1.0, "augment.pause_quieter_db must be >= 0"),
         ("join_max", 1, "augment.join_max must be at least 2"),
+        ("warp", 0.5, r"augment.warp must be in \[0, 0.5\)"),
         ("speed_factors", [0.0, 1.0], "augment.speed_factors must be positive"),
         ("join_prob", 2.0, "augment.join_prob must be in"),
         ("join_pause", [1.0, 0.5], "augment.join_pause must be"),

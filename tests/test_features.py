@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from asr.config import FeatureConfig, SpecAugmentConfig
-from asr.features import FeatureExtractor, normalize, spec_augment
+from asr.features import FeatureExtractor, normalize, spec_augment, warp_frequencies
 from tests.conftest import tone
 
 
@@ -49,6 +49,36 @@ def test_batch_equals_one_by_one():
     batch[1, 9_000:] = torch.randn(7_000)
     noisy, _ = fe(batch, torch.tensor([16_000, 9_000]))
     assert torch.allclose(noisy[1, : lens[1]], alone[0], atol=1e-4)
+
+
+def test_warp_moves_formants_below_the_knee_and_keeps_the_band():
+    """Vocal tract length perturbation: a tone's peak moves from f to a * f; factor 1 changes
+    nothing; the band's ends stay put; an utterance warped in a padded batch equals it alone."""
+    sr = 16_000
+    fe = FeatureExtractor(FeatureConfig(kind="linear", normalize=False))
+    wave = torch.from_numpy(tone(1.0, sr, freq=2000.0))[None]
+    hz_per_bin = sr / fe.n_fft
+    for factor in (0.9, 1.0, 1.1):
+        feats, _ = fe(wave, torch.tensor([sr]), warp=torch.tensor([factor]))
+        peak = float(feats[0, 10:-10].mean(0).argmax()) * hz_per_bin
+        assert abs(peak - 2000.0 * factor) <= hz_per_bin
+    plain, _ = fe(wave, torch.tensor([sr]))
+    same, _ = fe(wave, torch.tensor([sr]), warp=torch.tensor([1.0]))
+    assert torch.allclose(plain, same, atol=1e-5)
+    # the ends of the band map to themselves, and a ramp stays monotonic whatever the factor
+    ramp = torch.linspace(0, 1, 257)[None, :, None].expand(3, -1, 2)
+    warped = warp_frequencies(ramp, torch.tensor([0.8, 1.0, 1.2]))
+    assert torch.allclose(warped[:, 0], ramp[:, 0]) and torch.allclose(warped[:, -1], ramp[:, -1])
+    assert (warped.diff(dim=1) >= 0).all()
+    # log-mel, batched with padding: the short utterance's frames equal it warped alone
+    fe = FeatureExtractor(FeatureConfig())
+    a, b = torch.randn(16_000), torch.randn(9_000)
+    batch = torch.zeros(2, 16_000)
+    batch[0], batch[1, :9_000] = a, b
+    feats, lens = fe(batch, torch.tensor([16_000, 9_000]), warp=torch.tensor([0.95, 1.08]))
+    alone, _ = fe(b[None], torch.tensor([9_000]), warp=torch.tensor([1.08]))
+    assert torch.allclose(feats[1, : lens[1]], alone[0], atol=1e-4)
+    assert not torch.allclose(alone, fe(b[None], torch.tensor([9_000]))[0], atol=1e-2)
 
 
 def test_normalize_uses_true_frames_only():
