@@ -145,8 +145,8 @@ def test_joined_groups_of_up_to_join_max():
     spaces between, and a pause after every clip but the group's last."""
     torch.manual_seed(1)
     sr, space = 16_000, 1
-    ex = [
-        Example(f"u{i}", 0.1 * torch.randn(sr // 4 + 50 * i), [i + 2], f"w{i}") for i in range(12)
+    ex = [  # 13: no group size divides it, so the groups cannot all be of one size
+        Example(f"u{i}", 0.1 * torch.randn(sr // 4 + 50 * i), [i + 2], f"w{i}") for i in range(13)
     ]
     collate_fn = JoiningCollate(
         AugmentConfig(join_prob=1.0, join_pause=[0.2, 0.3], join_max=4), sr, space
@@ -156,8 +156,10 @@ def test_joined_groups_of_up_to_join_max():
         joined = collate_fn(ex)
         groups = [ident.split("+") for ident in joined.ids]
         assert [u for g in groups for u in g] == [e.id for e in ex]  # every utterance, in order
-        assert len({len(g) for g in groups[:-1]}) == 1 and len(groups[-1]) <= len(groups[0])
-        sizes.add(len(groups[0]))
+        lengths = [len(g) for g in groups]
+        assert max(lengths) - min(lengths) <= 1  # 4 + 3 + 3 + 3, never 4 + 4 + 4 + 1
+        assert len(groups) == -(-len(ex) // max(lengths))  # as few groups as that size allows
+        sizes.add(max(lengths))
         audio = sum(len(e.wave) for e in ex) + 0.3 * sr * (len(ex) - len(groups))
         assert joined.waves.numel() <= 1.2 * audio  # padding: at most 20% over audio + pauses
     assert sizes == {2, 3, 4}

@@ -91,7 +91,8 @@ def test_beam_finds_the_brute_force_best_labelling():
     candidates = [list(s) for n in range(0, 5) for s in itertools.product(labels, repeat=n)]
     best = max(candidates, key=lambda c: _ctc_log_prob(lp, c))
     assert greedy_decode(lp[None], torch.tensor([4]), tok)[0].text == ""
-    cfg = DecoderConfig(kind="beam", beam_size=32, beam_threshold=1e9, log_add=True)
+    cfg = DecoderConfig(kind="beam", beam_size=32, beam_threshold=1e9)  # log_add: the default
+    assert cfg.log_add  # paths of one labelling summed, as the brute force sums them
     hyp = BeamDecoder(tok, cfg)(lp[None], torch.tensor([4]))[0]
     assert hyp.tokens == best == [1, 2]
 

@@ -65,11 +65,24 @@ def test_warp_moves_formants_below_the_knee_and_keeps_the_band():
     plain, _ = fe(wave, torch.tensor([sr]))
     same, _ = fe(wave, torch.tensor([sr]), warp=torch.tensor([1.0]))
     assert torch.allclose(plain, same, atol=1e-5)
-    # the ends of the band map to themselves, and a ramp stays monotonic whatever the factor
-    ramp = torch.linspace(0, 1, 257)[None, :, None].expand(3, -1, 2)
-    warped = warp_frequencies(ramp, torch.tensor([0.8, 1.0, 1.2]))
-    assert torch.allclose(warped[:, 0], ramp[:, 0]) and torch.allclose(warped[:, -1], ramp[:, -1])
-    assert (warped.diff(dim=1) >= 0).all()
+    # on a spectrum equal to its bin index, interpolation reads back the source bin exactly: bin
+    # g comes from g / a up to the knee (0.6 of the band, times a when a < 1), then from a
+    # straight line that ends on the top bin; the map is continuous and monotonic
+    top = 256
+    ramp = torch.arange(top + 1, dtype=torch.float32)[None, :, None].expand(3, -1, 2)
+    factors = torch.tensor([0.8, 1.0, 1.2])
+    warped = warp_frequencies(ramp, factors)[:, :, 0]  # (3, F)
+    for row, a in enumerate(factors.tolist()):
+        knee = 0.6 * top * min(a, 1.0)
+        g = torch.arange(top + 1, dtype=torch.float32)
+        below, above = g <= knee, g > knee
+        assert torch.allclose(warped[row, below], g[below] / a, atol=1e-3)
+        line = knee / a + (top - knee / a) * (g[above] - knee) / (top - knee)
+        assert torch.allclose(warped[row, above], line, atol=1e-3)
+    assert torch.allclose(warped[:, 0], torch.zeros(3)) and torch.allclose(
+        warped[:, -1], torch.full((3,), float(top))
+    )
+    assert (warped.diff(dim=1) > 0).all() and warped.diff(dim=1).max() < 1.3
     # log-mel, batched with padding: the short utterance's frames equal it warped alone
     fe = FeatureExtractor(FeatureConfig())
     a, b = torch.randn(16_000), torch.randn(9_000)
