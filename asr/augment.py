@@ -146,18 +146,14 @@ def join_groups(
     """Join consecutive examples in groups: ``a``, a pause at ``a``'s noise floor, ``b``, a pause
     at ``b``'s floor, ``c`` ...
 
-    One group size, 2..``max_size``, is drawn per call (per batch): the groups of a batch of
-    clips of similar length are then of similar length too, and the padded batch stays near its
-    audio plus the pauses (a size drawn per group padded the batch to the longest group, up to
-    ~3x its audio with ``max_size`` 5). The transcript becomes ``a b c`` (labels joined by
-    ``space_id``); as few groups as that size allows, of sizes differing by at most one (pairs
-    leave an odd last clip alone).
-    ``max_size=2`` joins pairs: 0+1, 2+3, ... ``quieter_db``: see :func:`pad_with_pauses`.
+    The transcript becomes ``a b c`` (labels joined by ``space_id``). One group size, 2..
+    ``max_size``, is drawn per call (per batch), and the batch is cut into as few groups as it
+    allows, of sizes differing by at most one (13 clips, size 4: 4 + 3 + 3 + 3, not 4 + 4 + 4 + 1),
+    so the padded batch stays near its audio plus the pauses. ``max_size=2`` joins pairs: 0+1,
+    2+3, ..., an odd last clip alone. ``quieter_db``: see :func:`pad_with_pauses`.
     """
     lo, hi = pause
     size = 2 if max_size <= 2 else int(torch.randint(2, max_size + 1, ()))
-    # as few groups as that size allows, their sizes differing by at most one (13 clips in
-    # groups of up to 4: 4 + 3 + 3 + 3, not 4 + 4 + 4 + 1, whose padding the 1 would waste)
     n_groups = -(-len(examples) // size)
     sizes = [len(examples) // n_groups + (k < len(examples) % n_groups) for k in range(n_groups)]
     out, i = [], 0

@@ -32,7 +32,7 @@ import torch
 from asr.config import load_decoder_config
 from asr.decode import BeamDecoder, greedy_decode
 from asr.lm import arpa_words
-from asr.metrics import score, word_errors
+from asr.metrics import Score, score
 from asr.train import manifest_emissions
 from asr.transcribe import load_model
 
@@ -63,16 +63,14 @@ def tune_pyctc(decoder, dev: dict, beam: int = 64) -> tuple[float, float]:
     return min(results, key=results.get)
 
 
-def paired_interval(
-    refs: list[str], hyps_a: list[str], hyps_b: list[str], draws: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """95% bootstrap interval of WER(a) - WER(b) in points, resampling utterances in pairs."""
-    counts = [(word_errors(r, a), word_errors(r, b)) for r, a, b in zip(refs, hyps_a, hyps_b)]
-    err_a = torch.tensor([a.errors for a, _ in counts], dtype=torch.float64)
-    err_b = torch.tensor([b.errors for _, b in counts], dtype=torch.float64)
-    words = torch.tensor([a.ref_len for a, _ in counts], dtype=torch.float64)
+def paired_interval(a: Score, b: Score, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of WER(a) - WER(b) in points, resampling utterances in pairs
+    (``a`` and ``b`` score the same utterances, in the same order)."""
+    err_a = torch.tensor([u.word.errors for u in a.utterances], dtype=torch.float64)
+    err_b = torch.tensor([u.word.errors for u in b.utterances], dtype=torch.float64)
+    words = torch.tensor([u.word.ref_len for u in a.utterances], dtype=torch.float64)
     gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(len(refs), (draws, len(refs)), generator=gen)
+    idx = torch.randint(len(words), (draws, len(words)), generator=gen)
     diff = 100 * (err_a[idx].sum(1) - err_b[idx].sum(1)) / words[idx].sum(1).clamp(min=1)
     low, high = torch.quantile(diff, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return low, high
@@ -166,18 +164,18 @@ def main() -> None:
         from dataclasses import replace
 
         ours = BeamDecoder(tok, replace(base, beam_size=beam))
-        hyps_ours, ms_ours = run(
-            lambda e, d=ours: d(e[None], torch.tensor([len(e)]))[0].text, emissions
-        )
+        hyps, ms_ours = run(lambda e, d=ours: d(e[None], torch.tensor([len(e)]))[0].text, emissions)
+        ours_score = score(ids, refs, hyps)
         print(
-            f"| {'ours (flashlight)':<22} | {beam:5d} | {100 * score(ids, refs, hyps_ours).wer:7.2f} "
+            f"| {'ours (flashlight)':<22} | {beam:5d} | {100 * ours_score.wer:7.2f} "
             f"| {ms_ours:8.2f} | {'1.0x':>8} | {'':>23} |"
         )
         if pyctc is not None:
             hyps, ms = run(lambda e, b=beam: pyctc.decode(e.numpy(), beam_width=b), emissions)
-            low, high = paired_interval(refs, hyps_ours, hyps)
+            pyctc_score = score(ids, refs, hyps)
+            low, high = paired_interval(ours_score, pyctc_score)
             print(
-                f"| {'pyctcdecode':<22} | {beam:5d} | {100 * score(ids, refs, hyps).wer:7.2f} "
+                f"| {'pyctcdecode':<22} | {beam:5d} | {100 * pyctc_score.wer:7.2f} "
                 f"| {ms:8.2f} | {ms / ms_ours:7.1f}x | {f'{low:+.2f} to {high:+.2f}':>23} |"
             )
 
