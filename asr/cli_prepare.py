@@ -55,7 +55,7 @@ def _hold_out(q: argparse.ArgumentParser) -> None:
         "Split off dev/test sets by whole groups, never by file: two takes of one "
         "prompt or speaker always land together. Without these, all utterances go to one "
         "manifest (all.jsonl, or the source's own splits). Groups come from the 'train' split "
-        "when the source has one.",
+        "when the source has one, else from its only split.",
     )
     h.add_argument(
         "--group-by",
@@ -81,7 +81,7 @@ IMPORTERS = {
 
 
 def add_prepare(sub: argparse._SubParsersAction) -> None:
-    from asr.recipes import an4, fsdd, librispeech, tedlium
+    from asr.recipes import an4, fsdd, librispeech, speechcommands, tedlium
 
     p = sub.add_parser(
         "prepare",
@@ -106,13 +106,14 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
     _out(q)
     q.add_argument(
         "--splits",
-        default=",".join(librispeech.SPLITS),
-        help="comma-separated splits to download and prepare (default: all seven)",
+        default=",".join(librispeech.SPLITS[:7]),
+        help="comma-separated splits to download and prepare (default: the seven of LibriSpeech; "
+        "Mini LibriSpeech's are train-clean-5 and dev-clean-2)",
     )
     q.add_argument(
         "--download",
         nargs="?",
-        const=librispeech.BASE_URL,
+        const="default",
         default=None,
         metavar="BASE_URL_OR_DIR",
         help="fetch <split>.tar.gz for each split from BASE (OpenSLR when no value is given; or a "
@@ -133,6 +134,7 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
         "3-grams, librispeech-vocab.txt, librispeech-lexicon.txt) into OUT/lm, ARPA files unpacked "
         "and lower-cased",
     )
+    _hold_out(q)
 
     q = corpora.add_parser(
         "an4",
@@ -147,6 +149,37 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
     _out(q)
     _download(q, an4.URL, "an4_sphere.tar.gz")
     _checksum(q, f"sha256:{an4.SHA256}")
+    _hold_out(q)
+
+    q = corpora.add_parser(
+        "speechcommands",
+        help="Speech Commands v0.02 (Google): one-second single words, either archive's layout",
+        description="Speech Commands v0.02: the full release (<word>/<speaker>_nohash_<n>.wav, "
+        "validation_list.txt and testing_list.txt give dev and test) or the canonical test set "
+        "(_unknown_/<word>_<speaker>_nohash_<n>.wav, one split 'all'). Background-noise clips "
+        "(_background_noise_/, _silence_/) go to noise.jsonl, a real-noise source for "
+        "augment.noise_sources. Hold out dev/test speakers with --dev/--test. " + DOWNLOAD_NOTE,
+    )
+    q.add_argument(
+        "source", nargs="?", type=Path, help="the folder holding the word folders (or above it)"
+    )
+    _out(q)
+    q.add_argument(
+        "--archive",
+        choices=sorted(speechcommands.ARCHIVES),
+        default="full",
+        help="with --download: full (speech_commands_v0.02.tar.gz, 2.4 GB, sha256-checked) or test "
+        "(speech_commands_test_set_v0.02.tar.gz, 112 MB, no published checksum)",
+    )
+    q.add_argument(
+        "--download",
+        nargs="?",
+        const=speechcommands.BASE_URL,
+        default=None,
+        metavar="BASE_URL_OR_DIR",
+        help=f"fetch the --archive from BASE ({speechcommands.BASE_URL} when no value is given; or "
+        "a mirror, or a local folder holding the archive) into OUT/download",
+    )
     _hold_out(q)
 
     q = corpora.add_parser(
@@ -301,6 +334,7 @@ def _summary(args: argparse.Namespace):
         librispeech,
         ljspeech,
         nemo,
+        speechcommands,
         speechocean,
         tedlium,
     )
@@ -320,9 +354,13 @@ def _summary(args: argparse.Namespace):
                 f"--splits: unknown {unknown} (known: {', '.join(librispeech.SPLITS)})"
             )
         if download:
-            source = librispeech.fetch(args.out, splits, download, not args.remove_archives)
+            base = None if download == "default" else download
+            source = librispeech.fetch(args.out, splits, base, not args.remove_archives)
         if args.lm:
             print(f"LM resources in {librispeech.fetch_lm(args.out, args.lm)}")
+    elif corpus == "speechcommands":
+        if download:
+            source = speechcommands.fetch(args.out, args.archive, download)
     elif download:
         checksum = _checksum_value(args)
         if corpus == "an4":
@@ -348,6 +386,8 @@ def _summary(args: argparse.Namespace):
         return librispeech.prepare(source, split_names(args.splits))
     if corpus == "an4":
         return an4.prepare(source)
+    if corpus == "speechcommands":
+        return speechcommands.prepare(source)
     if corpus == "commonvoice":
         return commonvoice.prepare(source, args.language, args.train_from)
     if corpus == "tedlium":
@@ -365,6 +405,20 @@ def _summary(args: argparse.Namespace):
     return speechocean.prepare(source)
 
 
+def _hold_out_source(splits: dict) -> str:
+    """The split that dev/test groups are drawn from: ``train``, ``all``, or the only split there is."""
+    speech = [name for name in splits if name != "noise"]
+    for name in ("train", "all"):
+        if name in speech:
+            return name
+    if len(speech) == 1:
+        return speech[0]
+    raise ValueError(
+        f"--dev/--test: the source has no 'train' split to hold groups out of (it has "
+        f"{', '.join(speech) or 'none'}); prepare one split at a time"
+    )
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from asr.recipes.common import hold_out, write_splits
 
@@ -372,8 +426,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if hasattr(args, "group_by"):
         dev, test = _count_or_names(args.dev), _count_or_names(args.test)
         if dev or test:
-            source_split = "train" if "train" in summary.splits else "all"
-            pool = summary.splits.pop(source_split)
+            pool = summary.splits.pop(_hold_out_source(summary.splits))
             for name, utts in hold_out(pool, args.group_by, dev, test, args.seed).items():
                 summary.splits.setdefault(name, []).extend(utts)
     paths = write_splits(summary, args.out)

@@ -27,8 +27,12 @@ def tone(
 
 
 def write_audio(path: Path, data: np.ndarray, sr: int, subtype: str | None = None) -> Path:
+    """Write audio in the format its extension names (``.opus``: Ogg Opus)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), data, sr, subtype=subtype)
+    if path.suffix == ".opus":
+        sf.write(str(path), data, sr, format="OGG", subtype=subtype or "OPUS")
+    else:
+        sf.write(str(path), data, sr, subtype=subtype)
     return path
 
 

@@ -8,7 +8,8 @@ Layout of CMU's ``an4_sphere.tar.gz``::
     an4/wav/an4_clstk/fash/an251-fash-b.sph
 
 The ``.sph`` files are uncompressed PCM SPHERE, which libsndfile (soundfile) reads directly, so no
-conversion to WAV is needed. Line ``n`` of ``.fileids`` pairs with line ``n`` of
+conversion to WAV is needed; a re-encoded copy (``.opus``, ``.flac``, ``.wav`` under the same
+names) is read the same way, each file found by name whatever its extension. Line ``n`` of ``.fileids`` pairs with line ``n`` of
 ``.transcription``; a pair whose ids disagree is reported and skipped. The speaker is the fileid's
 folder (``fash``). Splits: ``train`` (948 utterances, ~0.7 h) and ``test`` (130, ~0.1 h).
 """
@@ -18,9 +19,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from asr.audio import AudioError, audio_duration
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, fetch_archive
+from asr.recipes.common import PrepareSummary, fetch_archive, find_audio, probe
 
 URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
 # CMU publishes no checksum; this is the sha256 that other projects pin for the same file (NVIDIA's
@@ -77,11 +77,9 @@ def read_split(root: Path, name: str, summary: PrepareSummary) -> list[Utterance
         if not text:
             summary.skip(where, "empty transcript")
             continue
-        audio = root / "wav" / f"{fileid}.sph"
-        try:
-            duration = audio_duration(audio)
-        except AudioError as exc:
-            summary.skip(where, f"unreadable audio ({exc})")
+        audio = find_audio(root / "wav" / Path(fileid).parent, Path(fileid).name, ".sph")
+        duration = probe(audio, where, summary)
+        if duration is None:
             continue
         speaker = Path(fileid).parent.name
         utts.append(Utterance(utt_id, str(audio), round(duration, 4), text, speaker))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from asr.audio import AUDIO_EXTENSIONS, AudioError, audio_duration
 from asr.data import Utterance, write_manifest
 from asr.text import Tokenizer, normalize_text
 
@@ -61,6 +62,32 @@ class PrepareSummary:
             for what, reason in self.skipped[:10]:
                 lines.append(f"  {what}: {reason}")
         return "\n".join(lines)
+
+
+def find_audio(folder: Path, stem: str, shipped: str) -> Path:
+    """The audio file ``folder/stem.*``: the extension the corpus ships first, then any other.
+
+    Corpora are often re-encoded to save space (FLAC or SPHERE to Opus or Vorbis) with their
+    layout and names kept, so an importer finds each utterance's audio by name, whatever its
+    extension. When none exists, the shipped name is returned (and probing it reports it missing).
+    """
+    first = folder / f"{stem}{shipped}"
+    if first.is_file():
+        return first
+    for ext in AUDIO_EXTENSIONS:
+        for candidate in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
+            if candidate.is_file():
+                return candidate
+    return first
+
+
+def probe(audio: Path, where: str, summary: PrepareSummary) -> float | None:
+    """``audio``'s duration in seconds, or ``None`` after reporting it in ``summary`` as skipped."""
+    try:
+        return audio_duration(audio)
+    except AudioError as exc:
+        summary.skip(where, f"unreadable audio ({exc})")
+        return None
 
 
 def write_splits(summary: PrepareSummary, out_dir: str | Path) -> dict[str, Path]:

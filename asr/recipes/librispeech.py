@@ -5,6 +5,9 @@ Layout (each archive unpacks into ``LibriSpeech/<split>/``)::
     LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt   "ID TRANSCRIPT" lines
     LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
 
+Audio is found by name whatever its extension (``.flac`` as shipped; ``.opus``, ``.ogg``, ``.wav``
+in re-encoded copies such as Mini LibriSpeech in ``../shared/data``).
+
 Every split becomes ``<split>.jsonl`` (``train-clean-100.jsonl``, ``dev-other.jsonl``, ...), with
 the speaker id as ``speaker``. The official language-model resources (OpenSLR 11: ARPA n-grams,
 vocabulary, lexicon) are an option; the ARPA files are unpacked and lower-cased, as this project's
@@ -17,19 +20,20 @@ import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr.audio import AudioError, audio_duration
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, download, fetch_archive
+from asr.recipes.common import PrepareSummary, download, fetch_archive, find_audio, probe
 
 BASE_URL = "https://www.openslr.org/resources/12"
+MINI_BASE_URL = "https://www.openslr.org/resources/31"  # Mini LibriSpeech
 LM_BASE_URL = "https://www.openslr.org/resources/11"
 
 
 @dataclass(frozen=True)
 class Archive:
     name: str
-    md5: str  # as published in https://www.openslr.org/resources/12/md5sum.txt
+    md5: str  # as published in md5sum.txt beside the archives
     hours: float
+    base_url: str = BASE_URL
 
 
 ARCHIVES = {
@@ -42,6 +46,9 @@ ARCHIVES = {
         Archive("dev-other", "c8d0bcc9cca99d4f8b62fcc847357931", 5.3),
         Archive("test-clean", "32fa31d27d2e1cad72775fee3f4849a9", 5.4),
         Archive("test-other", "fb5a50374b501bb3bac4815ee91d3135", 5.1),
+        # Mini LibriSpeech (OpenSLR 31): small subsets for quick runs
+        Archive("train-clean-5", "5df7d4e78065366204ca6845bb08f490", 5.3, MINI_BASE_URL),
+        Archive("dev-clean-2", "6d7ab67ac6a1d2c993d050e16d61080d", 2.2, MINI_BASE_URL),
     )
 }
 SPLITS = list(ARCHIVES)
@@ -68,12 +75,13 @@ def find_root(source: Path) -> Path:
 
 
 def fetch(
-    out_dir: Path, splits: list[str], base_url: str = BASE_URL, keep_archives: bool = True
+    out_dir: Path, splits: list[str], base_url: str | None = None, keep_archives: bool = True
 ) -> Path:
     """Download, verify (md5) and extract each split's archive into ``out_dir/download``.
 
-    ``base_url`` may be a mirror or a local folder holding ``<split>.tar.gz``. Finished splits
-    (their ``.done`` marker) are skipped.
+    ``base_url`` may be a mirror or a local folder holding ``<split>.tar.gz``; ``None`` fetches
+    each split from OpenSLR (12 for LibriSpeech, 31 for Mini LibriSpeech). Finished splits (their
+    ``.done`` marker) are skipped.
 
     Returns:
         the folder holding ``LibriSpeech/``.
@@ -82,7 +90,7 @@ def fetch(
     for split in splits:
         archive = ARCHIVES[split]
         fetch_archive(
-            f"{base_url.rstrip('/')}/{split}.tar.gz",
+            f"{(base_url or archive.base_url).rstrip('/')}/{split}.tar.gz",
             dest,
             f"{split}.tar.gz",
             f"md5:{archive.md5}",
@@ -136,11 +144,9 @@ def read_split(folder: Path, name: str, summary: PrepareSummary) -> list[Utteran
                     summary.skip(where, "empty transcript")
                     continue
                 utt_id, text = parts
-                audio = trans.parent / f"{utt_id}.flac"
-                try:
-                    duration = audio_duration(audio)
-                except AudioError as exc:
-                    summary.skip(where, f"unreadable audio ({exc})")
+                audio = find_audio(trans.parent, utt_id, ".flac")
+                duration = probe(audio, where, summary)
+                if duration is None:
                     continue
                 speaker = utt_id.split("-")[0]
                 utts.append(Utterance(utt_id, str(audio), round(duration, 4), text, speaker))

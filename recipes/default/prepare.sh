@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Prepare every corpus in ../shared/data (or $DATA) for the bundled default model, holding out
-# speakers and prompts the model never trains on. Usage: bash recipes/default/prepare.sh [DATA] [OUT]
+# whole speakers (or prompts) of every corpus for dev (model selection) and test. Usage:
+#   bash recipes/default/prepare.sh [DATA] [OUT]
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${2:-data/default}
-# speechocean762: 15 speakers for test, 10 for dev (model selection), 100 to train
-python3 -m asr prepare speechocean762 "$DATA/speechocean762" --out "$OUT/speechocean762" --test 15 --dev 10 --seed 1
+PY=${PYTHON:-python3}
+# speechocean762: 15 speakers for test, 10 for dev, 100 to train
+$PY -m asr prepare speechocean762 "$DATA/speechocean762" --out "$OUT/speechocean762" --test 15 --dev 10 --seed 1
 # kathleen (CMU ARCTIC prompts): hold out whole prompts, never single takes
-python3 -m asr prepare folder "$DATA/kathleen/data" --speaker kathleen --out "$OUT/kathleen" \
+$PY -m asr prepare folder "$DATA/kathleen/data" --speaker kathleen --out "$OUT/kathleen" \
   --group-by 'id:arctic_([ab]\d+)_' --test 100 --dev 50 --seed 1
-# FSDD: two speakers held out entirely
-python3 -m asr prepare fsdd "$DATA/fsdd" --out "$OUT/fsdd" --split speaker --test-speakers theo,yweweler
-# AN4: its own train/extra/test splits
-python3 -m asr prepare nemo "$DATA/an4_mini/manifest.json" --out "$OUT/an4"
+# FSDD: two speakers held out entirely (test); no dev speakers are left to spare
+$PY -m asr prepare fsdd "$DATA/fsdd" --out "$OUT/fsdd" --split speaker --test-speakers theo,yweweler
+# Mini LibriSpeech train-clean-5 (28 speakers): 2 for dev, 2 for test
+$PY -m asr prepare librispeech "$DATA/librispeech" --splits train-clean-5 --out "$OUT/librispeech" --dev 2 --test 2 --seed 1
+# AN4 training set (74 speakers): 4 for dev, 4 for test
+$PY -m asr prepare an4 "$DATA/an4" --out "$OUT/an4" --dev 4 --test 4 --seed 1
+# Speech Commands v0.02 test set (196 speakers of single words): 10 for dev, 10 for test;
+# its background-noise clips become noise.jsonl, the real-noise source of augment.noise_sources
+$PY -m asr prepare speechcommands "$DATA/speech_commands" --out "$OUT/speechcommands" --dev 10 --test 10 --seed 1

@@ -7,7 +7,7 @@ import soundfile as sf
 from asr.audio import load_audio
 from asr.cli import main
 from asr.recipes import an4
-from tests.conftest import tone
+from tests.conftest import tone, write_audio
 from tests.recipes.conftest import make_tar, manifest
 
 TRAIN = {
@@ -84,3 +84,18 @@ def test_download_checksum_rerun_and_dev_hold_out(tmp_path, capsys):
 def test_not_an4_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="an4_train.transcription"):
         an4.prepare(tmp_path)
+
+
+def test_reencoded_copy_is_read_by_name(tmp_path):
+    """AN4 as ../shared holds it: the tarball's layout with Opus audio in place of SPHERE."""
+    root = tmp_path / "an4"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "an4_train.fileids").write_text("an4_clstk/fash/an251-fash-b\n")
+    (root / "etc" / "an4_train.transcription").write_text("<s> YES </s> (an251-fash-b)\n")
+    audio = root / "wav" / "an4_clstk" / "fash" / "an251-fash-b.opus"
+    write_audio(audio, tone(0.5, 16_000), 16_000)
+    summary = an4.prepare(tmp_path)
+    (utt,) = summary.splits["train"]
+    assert utt.audio.endswith("an251-fash-b.opus") and utt.text == "YES"
+    assert utt.duration == pytest.approx(0.5, abs=0.01)
+

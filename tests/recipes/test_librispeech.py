@@ -115,3 +115,32 @@ def test_unknown_split_is_named(tmp_path, capsys):
         == 2
     )
     assert "unknown ['train-clean-99']" in capsys.readouterr().err
+
+
+def test_audio_is_found_by_name_whatever_its_extension(tmp_path):
+    """Mini LibriSpeech as ../shared holds it: Opus (and here Ogg Vorbis and WAV) for FLAC."""
+    folder = tmp_path / "LibriSpeech" / "train-clean-5" / "19" / "198"
+    for i, ext in enumerate([".opus", ".ogg", ".wav"]):
+        write_audio(folder / f"19-198-{i:04d}{ext}", tone(0.5, 16_000, seed=i), 16_000)
+    lines = [f"19-198-{i:04d} NORTHANGER ABBEY" for i in range(4)]
+    (folder / "19-198.trans.txt").write_text("\n".join(lines) + "\n")
+    summary = librispeech.prepare(tmp_path, ["train-clean-5"])
+    utts = summary.splits["train-clean-5"]
+    assert [u.audio.rsplit(".", 1)[1] for u in utts] == ["opus", "ogg", "wav"]
+    assert all(u.duration == pytest.approx(0.5, abs=0.01) for u in utts)
+    # the one with no audio at all is reported under the name the corpus ships
+    assert [r for _, r in summary.skipped] == [
+        f"unreadable audio ({folder}/19-198-0003.flac: audio file not found)"
+    ]
+
+
+def test_hold_out_speakers_from_the_only_split(tmp_path):
+    _split(tmp_path / "LibriSpeech", "train-clean-5", speakers=("1", "2", "3"))
+    out = tmp_path / "out"
+    args = ["prepare", "librispeech", str(tmp_path), "--splits", "train-clean-5"]
+    assert main([*args, "--out", str(out), "--dev", "1", "--test", "1"]) == 0
+    speakers = {
+        s: {r["speaker"] for r in manifest(out / f"{s}.jsonl")} for s in ("train", "dev", "test")
+    }
+    assert all(len(v) == 1 for v in speakers.values())
+    assert len(set.union(*speakers.values())) == 3
