@@ -9,8 +9,11 @@ from asr.lm import (
     LMError,
     arpa_words,
     build_arpa,
+    build_model,
     load_kenlm,
+    mix,
     perplexity,
+    read_arpa,
     read_sentences,
     write_arpa,
     write_lexicon,
@@ -115,7 +118,7 @@ def test_read_sentences_normalises_text_and_manifests(tmp_path):
     (tmp_path / "bad.jsonl").write_text("{}\n")
     with pytest.raises(LMError, match="bad.jsonl: line 1"):
         read_sentences([tmp_path / "bad.jsonl"])
-    with pytest.raises(LMError, match="missing.txt: text file not found"):
+    with pytest.raises(LMError, match="missing.txt: text file or folder not found"):
         read_sentences([tmp_path / "missing.txt"])
 
 
@@ -139,3 +142,88 @@ def test_cli_build_lexicon_and_bad_lm(tmp_path, capsys):
         bad = tmp_path / "bad.arpa"
         bad.write_text("garbage")
         load_kenlm(bad)
+
+
+CONTEXTS = ([], ["<s>"], ["<s>", "the"], ["the", "cat"], ["we", "sees"], ["unseen", "words"])
+
+
+def _assert_normalised(path, contexts=CONTEXTS):
+    model = load_kenlm(path)
+    vocab = arpa_words(path) + ["</s>", "<unk>"]
+    for context in contexts:
+        assert _next_word_mass(model, vocab, context) == pytest.approx(1.0, abs=1e-4), context
+
+
+def _noisy_corpus(n, seed, extra=()):
+    """The grammar's sentences with random word swaps: many rare n-grams for pruning to drop."""
+    rng = random.Random(seed)
+    words = sorted({w for s in _corpus(50, 0) for w in s} | set(extra))
+    out = []
+    for sentence in _corpus(n, seed):
+        out.append([rng.choice(words) if rng.random() < 0.2 else w for w in sentence])
+    return out
+
+
+@pytest.mark.parametrize("prune", [(0, 1), (0, 1, 1), (0, 0, 2), (0, 2, 5)])
+def test_pruned_models_are_smaller_and_still_normalised(tmp_path, prune):
+    corpus = _noisy_corpus(400, 4)
+    full, pruned = build_model(corpus, 3), build_model(corpus, 3, prune)
+    assert len(pruned.grams[3]) < len(full.grams[3])
+    assert len(pruned.grams[1]) == len(full.grams[1])  # unigrams are never pruned
+    path = pruned.write_arpa(tmp_path / "pruned.arpa")
+    _assert_normalised(path)
+    # each kept n-gram's prefix and suffix are kept (KenLM refuses a file without them)
+    for n in (2, 3):
+        lower = {tuple(r) for r in pruned.grams[n - 1].tolist()}
+        for row in pruned.grams[n].tolist():
+            assert tuple(row[:-1]) in lower and tuple(row[1:]) in lower
+    held_out = _noisy_corpus(100, 5)
+    assert perplexity(load_kenlm(path), held_out) < 1.5 * perplexity(
+        load_kenlm(full.write_arpa(tmp_path / "full.arpa")), held_out
+    )
+
+
+def test_rare_words_become_unk(tmp_path):
+    corpus = _corpus(200, 6) + [["zyzzyva", "sees", "it"]]
+    model = build_model(corpus, 3, min_count=2)
+    assert "zyzzyva" not in model.words and "<unk>" in model.words
+    _assert_normalised(model.write_arpa(tmp_path / "lm.arpa"), [*CONTEXTS, ["<unk>", "sees"]])
+
+
+def test_mixed_models_interpolate_and_stay_normalised(tmp_path):
+    a = build_model(_noisy_corpus(300, 7), 3, (0, 1, 1))
+    b = build_model(_noisy_corpus(300, 8, extra=["zebra", "yak"]), 2)  # another order and words
+    pa, pb = a.write_arpa(tmp_path / "a.arpa"), b.write_arpa(tmp_path / "b.arpa")
+    back = read_arpa(pa)  # ARPA round trip: the same n-grams and (6-digit) probabilities
+    assert all((back.grams[n] == a.grams[n]).all() for n in a.grams)
+    assert back.words == a.words
+    mixed = mix(read_arpa(pa), read_arpa(pb), 0.3)
+    path = mixed.write_arpa(tmp_path / "mix.arpa")
+    _assert_normalised(path, [*CONTEXTS, ["zebra"], ["zebra", "yak"]])
+    # an n-gram both models know: p = 0.3 p_a + 0.7 p_b
+    ka, kb, km = load_kenlm(pa), load_kenlm(pb), load_kenlm(path)
+    words = ["the", "cat", "sees"]
+    cond = []
+    for k in (ka, kb, km):
+        state, nxt = kenlm.State(), kenlm.State()
+        k.NullContextWrite(state)
+        for w in words[:2]:
+            k.BaseScore(state, w, nxt)
+            state, nxt = nxt, kenlm.State()
+        cond.append(10 ** k.BaseScore(state, words[2], nxt))
+    assert cond[2] == pytest.approx(0.3 * cond[0] + 0.7 * cond[1], rel=1e-4)
+
+
+def test_cli_build_prunes_and_mixes(tmp_path, capsys):
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(" ".join(s) for s in _noisy_corpus(200, 9)) + "\n")
+    a, b = tmp_path / "a.arpa", tmp_path / "b.arpa"
+    assert main(["lm", "build", str(text), "--prune", "0,1,1", "--out", str(a)]) == 0
+    assert "3-grams" in capsys.readouterr().out
+    assert main(["lm", "build", str(text), "--order", "2", "--out", str(b)]) == 0
+    out = tmp_path / "m.arpa"
+    assert main(["lm", "mix", str(a), str(b), "--weight", "0.5", "--out", str(out)]) == 0
+    _assert_normalised(out)
+    assert main(["lm", "build", str(text), "--prune", "2,1", "--out", str(a)]) == 2
+    assert "--prune must be non-decreasing" in capsys.readouterr().err
+    assert main(["lm", "mix", str(a), str(b), "--weight", "1.5", "--out", str(out)]) == 2
