@@ -19,8 +19,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torchaudio.functional as AF
 
-from asr.data import ctc_min_frames
-from asr.text import SPACE, Tokenizer
+from asr.text import SPACE, Tokenizer, ctc_min_frames
 from asr.vad import FRAME_SECONDS, speech_frames
 
 
@@ -53,6 +52,7 @@ def align(
     frame_seconds: float,
     offset: float = 0.0,
     energy_db: torch.Tensor | None = None,
+    duration: float | None = None,
 ) -> list[Word]:
     """Align ``text`` (normalised) to ``log_probs`` and return its words with times.
 
@@ -64,6 +64,8 @@ def align(
         offset: seconds added to every time (where ``log_probs`` starts in the file).
         energy_db: per-10 ms energies of the same audio (:func:`asr.vad.frame_energies_db`):
             word edges at pauses move onto the sound (:func:`snap_to_sound`).
+        duration: the audio's length in seconds: no time is placed past it (the last output
+            frame may reach beyond the audio's end, by up to a frame).
 
     Raises:
         AlignmentError: characters outside the vocabulary, or more than the frames can hold.
@@ -103,6 +105,11 @@ def align(
             spans[-1] = (spans[-1][0], t + 1)
         prev = label
     assert len(spans) == len(flat), (len(spans), len(flat))
+    last = offset + (frames * frame_seconds if duration is None else duration)
+
+    def at(frame: int) -> float:
+        return round(min(offset + frame * frame_seconds, last), 3)
+
     out, k = [], 0
     for word, ids in zip(words, labels):
         chars = spans[k : k + len(ids)]
@@ -112,17 +119,10 @@ def align(
         out.append(
             Word(
                 word,
-                round(offset + start * frame_seconds, 3),
-                round(offset + end * frame_seconds, 3),
+                at(start),
+                at(end),
                 round(min(1.0, confidence), 4),
-                [
-                    Char(
-                        c,
-                        round(offset + s * frame_seconds, 3),
-                        round(offset + e * frame_seconds, 3),
-                    )
-                    for c, (s, e) in zip(word, chars)
-                ],
+                [Char(c, at(s), at(e)) for c, (s, e) in zip(word, chars)],
             )
         )
     return out if energy_db is None else snap_to_sound(out, energy_db, offset)

@@ -1,4 +1,5 @@
-"""Waveform augmentation for training: speed perturbation, band-limiting, cropping, pauses, noise.
+"""Waveform augmentation for training: speed perturbation, band-limiting, cropping, pauses, noise
+(white, or real recordings from a :class:`NoiseBank`).
 
 All of it is off at evaluation.
 
@@ -7,11 +8,14 @@ SpecAugment works on features and lives in :mod:`asr.features`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torchaudio.functional as AF
 
+from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio
 from asr.config import AugmentConfig
-from asr.data import Example, collate
+from asr.data import Example, collate, read_manifest, seeded
 
 
 def speed_perturb(wave: torch.Tensor, factor: float) -> torch.Tensor:
@@ -41,7 +45,7 @@ def pad_with_pauses(
     wave: torch.Tensor,
     before: int,
     after: int,
-    sample_rate: int = 16_000,
+    sample_rate: int = SAMPLE_RATE,
     generator: torch.Generator | None = None,
     quieter_db: float = 0.0,
 ) -> torch.Tensor:
@@ -76,14 +80,73 @@ def add_noise(
     return wave + noise * torch.sqrt(power / (10 ** (snr_db / 10)))
 
 
+class NoiseBank:
+    """Real noise recordings to mix into training audio: manifests' audio, or folders of files.
+
+    Speech Commands' ``_silence_`` and ``_background_noise_`` clips (``asr prepare speechcommands``
+    writes them to ``noise.jsonl``), or any folder of audio (searched recursively). The files are
+    read on first use, resampled, and kept in memory (each loader worker has its own copy).
+
+    Args:
+        sources: comma-separated manifests (``.jsonl``) and folders.
+        sample_rate: the model's rate in Hz.
+    """
+
+    def __init__(self, sources: str, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.paths: list[str] = []
+        for source in (s.strip() for s in sources.split(",")):
+            if not source:
+                continue
+            path = Path(source)
+            if path.is_dir():
+                self.paths += sorted(
+                    str(p) for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS
+                )
+            elif path.is_file():
+                self.paths += [u.audio for u in read_manifest(path)]
+            else:
+                raise FileNotFoundError(f"augment.noise_sources: {source}: no such file or folder")
+        if not self.paths:
+            raise ValueError(f"augment.noise_sources: no audio files in {sources!r}")
+        self._waves: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def wave(self, index: int) -> torch.Tensor:
+        if index not in self._waves:
+            self._waves[index] = load_audio(self.paths[index], self.sample_rate)
+        return self._waves[index]
+
+    def sample(self, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``length`` samples of one recording, from a random place, looped if it is shorter."""
+        noise = self.wave(int(torch.randint(len(self.paths), (), generator=generator)))
+        if len(noise) == 0:
+            return torch.zeros(length)
+        start = int(torch.randint(len(noise), (), generator=generator))
+        reps = -(-(start + length) // len(noise))
+        return noise.repeat(reps)[start : start + length]
+
+
+def mix_at_snr(wave: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:
+    """``wave`` plus ``noise`` (same length) scaled to ``snr_db`` decibels below ``wave``'s power."""
+    power = wave.pow(2).mean().clamp(min=1e-10)
+    noise_power = noise.pow(2).mean()
+    if noise_power <= 1e-12:  # a digitally silent clip adds nothing
+        return wave
+    return wave + noise * torch.sqrt(power / (noise_power * 10 ** (snr_db / 10)))
+
+
 class WaveAugment:
     """The training-time waveform transform a :class:`~asr.data.SpeechDataset` applies per item.
 
-    Randomness comes from torch's global generator, which the DataLoader seeds per worker from the
-    main process's state, so a seeded run (and an exact resume) sees the same perturbations.
+    Randomness comes from torch's global generator, which the dataset seeds per item from
+    ``(train.seed, epoch, utterance)`` (:func:`asr.data.seeded`), so a seeded run, and a resumed
+    one, sees the same perturbations whatever the number of loader workers.
     """
 
-    def __init__(self, cfg: AugmentConfig, sample_rate: int = 16_000) -> None:
+    def __init__(self, cfg: AugmentConfig, sample_rate: int = SAMPLE_RATE) -> None:
         for key in ("noise_prob", "narrowband_prob", "crop_end_prob", "pad_prob", "join_prob"):
             if not 0.0 <= getattr(cfg, key) <= 1.0:
                 raise ValueError(f"augment.{key} must be in [0, 1], got {getattr(cfg, key)}")
@@ -105,8 +168,23 @@ class WaveAugment:
             )
         if any(f <= 0 for f in cfg.speed_factors):
             raise ValueError(f"augment.speed_factors must be positive, got {cfg.speed_factors}")
+        if not 0.0 <= cfg.real_noise_prob <= 1.0:
+            raise ValueError(
+                f"augment.real_noise_prob must be in [0, 1], got {cfg.real_noise_prob}"
+            )
+        if len(cfg.real_noise_snr_db) != 2 or cfg.real_noise_snr_db[0] > cfg.real_noise_snr_db[1]:
+            raise ValueError(
+                f"augment.real_noise_snr_db must be [low, high], got {cfg.real_noise_snr_db}"
+            )
+        if cfg.real_noise_prob > 0 and not cfg.noise_sources:
+            raise ValueError("augment.real_noise_prob > 0 needs augment.noise_sources")
         self.cfg = cfg
         self.sample_rate = sample_rate
+        self.noise_bank = (
+            NoiseBank(cfg.noise_sources, sample_rate)
+            if cfg.noise_sources and cfg.real_noise_prob > 0
+            else None
+        )
 
     def __call__(self, wave: torch.Tensor, index: int) -> torch.Tensor:
         factors = self.cfg.speed_factors
@@ -123,6 +201,10 @@ class WaveAugment:
             wave = pad_with_pauses(
                 wave, before, after, self.sample_rate, quieter_db=self.cfg.pause_quieter_db
             )
+        if self.noise_bank is not None and float(torch.rand(())) < self.cfg.real_noise_prob:
+            lo, hi = self.cfg.real_noise_snr_db
+            snr = lo + (hi - lo) * float(torch.rand(()))
+            wave = mix_at_snr(wave, self.noise_bank.sample(len(wave)), snr)
         if self.cfg.noise_prob > 0 and float(torch.rand(())) < self.cfg.noise_prob:
             lo, hi = self.cfg.noise_snr_db
             wave = add_noise(wave, lo + (hi - lo) * float(torch.rand(())))
@@ -191,13 +273,15 @@ class JoiningCollate:
         self.sample_rate, self.space_id = sample_rate, space_id
 
     def __call__(self, examples: list[Example]):
-        if len(examples) > 1 and self.prob > 0 and float(torch.rand(())) < self.prob:
-            examples = join_groups(
-                list(examples),
-                self.pause,
-                self.sample_rate,
-                self.space_id,
-                self.max_size,
-                self.quieter_db,
-            )
+        # seeded by the batch's first item: the same batch is joined the same way on resume
+        with seeded(examples[0].seed + 1 if examples else 0):
+            if len(examples) > 1 and self.prob > 0 and float(torch.rand(())) < self.prob:
+                examples = join_groups(
+                    list(examples),
+                    self.pause,
+                    self.sample_rate,
+                    self.space_id,
+                    self.max_size,
+                    self.quieter_db,
+                )
         return collate(examples)

@@ -34,12 +34,24 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.epochs=10")
 
 
+def _add_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="the model's matrix products: auto (default) = bf16 where the CPU (AMX-BF16, "
+        "AVX512-BF16) or GPU multiplies bf16 natively, else fp32",
+    )
+
+
 def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "decoding",
-        "Greedy by default. Beam search: --decoder beam, optionally with a lexicon and "
-        "a KenLM word n-gram. --decoder-config reads a 'decoder:' YAML section (as 'asr lm tune' "
-        "writes); the flags below override it.",
+        "The bundled model decodes with beam search and its LM (asr/pretrained/decoder.yaml) "
+        "unless told otherwise; other models greedily. --decoder greedy for raw speed; beam "
+        "search: --decoder beam, optionally with a lexicon and a KenLM word n-gram. "
+        "--decoder-config reads a 'decoder:' YAML section (as 'asr lm tune' writes); the flags "
+        "below override it.",
     )
     g.add_argument("--decoder", choices=["greedy", "beam"], default=None)
     g.add_argument("--decoder-config", type=Path, default=None)
@@ -58,9 +70,15 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--word-score", type=float, default=None, help="insertion bonus per word")
 
 
-def _decoder(args: argparse.Namespace, tokenizer):
+def _decoder(args: argparse.Namespace, tokenizer, rec=None):
+    """The decoder the flags ask for; none asked for: ``rec``'s default (the bundled model's
+    beam search with its LM), else greedy."""
     from asr.config import load_decoder_config
     from asr.decode import build_decoder
+
+    asked = (args.decoder, args.decoder_config, args.lm, args.beam_size, args.lexicon)
+    if rec is not None and all(x is None for x in asked):
+        return rec.default_decoder
 
     cfg = load_decoder_config(
         args.decoder_config,
@@ -88,12 +106,36 @@ def _add_lm(sub: argparse._SubParsersAction) -> None:
     b = lm.add_parser(
         "build",
         help="estimate a modified Kneser-Ney n-gram and write it as ARPA",
-        description="Estimate an interpolated modified Kneser-Ney word n-gram from text files (a "
-        "sentence a line) or manifests (.jsonl, their 'text'), normalised as in training.",
+        description="Estimate an interpolated modified Kneser-Ney word n-gram from raw text files "
+        "and folders of them (a sentence a line, a paragraph a line, or hard-wrapped prose; "
+        "speaker labels and bracketed stage directions dropped) or manifests (.jsonl, their "
+        "'text'), normalised as in training. Rare n-grams can be pruned (--prune) and rare words "
+        "mapped to <unk> (--min-count); memory grows with the distinct n-grams, not the text.",
     )
-    b.add_argument("texts", nargs="+", type=Path)
+    b.add_argument("texts", nargs="+", type=Path, help="text files, folders, manifests")
     b.add_argument("--order", type=int, default=3, help="n-gram order, 2 or more (default 3)")
+    b.add_argument(
+        "--prune",
+        default="0",
+        help="per order from 1, drop n-grams seen at most this often, as lmplz's --prune "
+        "(e.g. 0,1,2: singleton bigrams, trigrams seen once or twice; the last value applies "
+        "to higher orders; default 0: no pruning)",
+    )
+    b.add_argument(
+        "--min-count", type=int, default=1, help="words seen fewer times become <unk> (default 1)"
+    )
     b.add_argument("--out", type=Path, required=True, help="the .arpa file to write")
+    m = lm.add_parser(
+        "mix",
+        help="interpolate two ARPA models linearly",
+        description="p(w|h) = weight * p_A(w|h) + (1 - weight) * p_B(w|h) over the union of both "
+        "models' n-grams (each model backing off where it lacks one), backoff weights "
+        "renormalised: e.g. an in-domain transcript LM with a general-English one.",
+    )
+    m.add_argument("first", type=Path, help="ARPA model A")
+    m.add_argument("second", type=Path, help="ARPA model B")
+    m.add_argument("--weight", type=float, required=True, help="A's weight in (0, 1)")
+    m.add_argument("--out", type=Path, required=True, help="the .arpa file to write")
     x = lm.add_parser(
         "lexicon",
         help="write the decoder's lexicon (word -> spelling)",
@@ -123,6 +165,7 @@ def _add_lm(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--jobs", type=int, default=2, help="parallel decoding processes")
     t.add_argument("--out", type=Path, required=True, help="decoder config YAML to write")
     t.add_argument("--device", default="cpu")
+    _add_precision(t)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="print each reference and hypothesis")
     p.add_argument("--batch-seconds", type=float, default=120.0)
     p.add_argument("--device", default="cpu")
+    _add_precision(p)
     _add_decoder_args(p)
 
     p = sub.add_parser(
@@ -180,7 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="one input only: draw its spectrogram, CTC posteriors and word boundaries",
     )
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--max-duration",
+        type=float,
+        default=24 * 3600.0,
+        metavar="SECONDS",
+        help="refuse longer files, judged by their header before reading (default 24 h)",
+    )
     p.add_argument("--device", default="cpu")
+    _add_precision(p)
     _add_decoder_args(p)
 
     p = sub.add_parser(
@@ -193,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", type=Path)
     p.add_argument("text", help="the transcript, or a .txt file holding it")
     p.add_argument("--model", type=Path, default=None, help="model file (default: bundled)")
+    _add_precision(p)
     p.add_argument("--format", choices=["json", "tsv", "textgrid"], default="json")
     p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
     p.add_argument(
@@ -237,14 +290,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from asr.data import make_loader
+    from asr.evaluate import evaluate, scoring_utterances
     from asr.metrics import write_report
-    from asr.train import evaluate, make_loader, normalized_utterances
     from asr.transcribe import load_model
 
-    rec = load_model(args.model, device=args.device)
-    utts = normalized_utterances(str(args.manifest))
+    rec = load_model(args.model, device=args.device, precision=args.precision)
+    utts = scoring_utterances(str(args.manifest), rec.tokenizer)
     loader = make_loader(
-        utts, rec.tokenizer, rec.sample_rate, args.batch_seconds, 64, 0, shuffle=False
+        utts,
+        rec.tokenizer,
+        rec.sample_rate,
+        args.batch_seconds,
+        64,
+        0,
+        shuffle=False,
+        skip_unknown=True,
     )
     result = evaluate(
         rec.model,
@@ -253,7 +314,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         loader,
         rec.device,
         progress=sys.stderr.isatty(),
-        decoder=_decoder(args, rec.tokenizer),
+        decoder=_decoder(args, rec.tokenizer, rec),
+        precision=rec.precision,
     )
     if args.show:
         for row in sorted(result.score.utterances, key=lambda r: r.id):
@@ -289,30 +351,36 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from asr.formats import output_path, render
+    from asr.formats import output_paths, render
     from asr.transcribe import load_model
 
     fmt = "jsonl" if args.jsonl else args.format
     paths, missing = expand_inputs(args.inputs)
     for item in missing:
         print(f"asr transcribe: {item}: no such file, folder or matching audio", file=sys.stderr)
-    rec = load_model(args.model, device=args.device)
-    decoder = _decoder(args, rec.tokenizer)
+    rec = load_model(args.model, device=args.device, precision=args.precision)
+    decoder = _decoder(args, rec.tokenizer, rec)
     # subtitles and word tables need word times; JSON gets them unless asked not to; txt never does
     timestamps = fmt in ("srt", "vtt", "tsv") or (
         fmt in ("json", "jsonl") and not args.no_timestamps
     )
     results = {}
     failed = len(missing)
+    targets = output_paths(paths, args.output_dir, fmt) if args.output_dir else {}
     for path, result in rec.transcribe_files(
-        paths, decoder, timestamps, args.batch_size, progress=sys.stderr.isatty()
+        paths,
+        decoder,
+        timestamps,
+        args.batch_size,
+        progress=sys.stderr.isatty(),
+        max_duration=args.max_duration,
     ):
         if isinstance(result, Exception):
             print(f"asr transcribe: error: {result}", file=sys.stderr)
             failed += 1
             continue
         if args.output_dir:
-            out = output_path(path, args.output_dir, fmt)
+            out = targets[path]
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(render(result, fmt), encoding="utf-8")
         results[path] = result
@@ -369,9 +437,12 @@ def cmd_align(args: argparse.Namespace) -> int:
     from asr.transcribe import load_model
     from asr.vad import frame_energies_db
 
-    rec = load_model(args.model)
+    rec = load_model(args.model, precision=args.precision)
     text_path = Path(args.text)
     text = text_path.read_text(encoding="utf-8") if text_path.suffix == ".txt" else args.text
+    if not normalize_text(text):
+        where = f"{text_path}: " if text_path.suffix == ".txt" else ""
+        raise ValueError(f"{where}the transcript to align is empty (no words after normalising)")
     wave = load_audio(args.audio, rec.sample_rate)
     log_probs, out_lens = rec.log_probs(wave[None], torch.tensor([len(wave)]))
     try:
@@ -381,6 +452,7 @@ def cmd_align(args: argparse.Namespace) -> int:
             rec.tokenizer,
             rec.frame_seconds,
             energy_db=frame_energies_db([wave], rec.sample_rate),
+            duration=len(wave) / rec.sample_rate,
         )
     except ValueError as exc:
         raise ValueError(f"{args.audio}: cannot align the transcript: {exc}") from None
@@ -453,10 +525,14 @@ def cmd_lm(args: argparse.Namespace) -> int:
     if args.lm_command == "build":
         if args.order < 2:
             raise ValueError("--order must be 2 or more (KenLM reads no unigram-only model)")
-        sentences = lm.read_sentences(args.texts)
-        lm.write_arpa(sentences, args.out, args.order)
-        words = sum(len(s) for s in sentences)
-        print(f"wrote {args.out}: order {args.order}, {len(sentences)} sentences, {words} words")
+        return _lm_build(args)
+    if args.lm_command == "mix":
+        if not 0 < args.weight < 1:
+            raise ValueError(f"--weight must be in (0, 1), got {args.weight}")
+        model = lm.mix(lm.read_arpa(args.first), lm.read_arpa(args.second), args.weight)
+        model.write_arpa(args.out)
+        sizes = ", ".join(f"{n}-grams {len(g)}" for n, g in model.grams.items())
+        print(f"wrote {args.out}: {args.weight} x {args.first} + {1 - args.weight:g} x {args.second}; {sizes}")
         return 0
     if args.lm_command == "lexicon":
         from asr.text import Tokenizer
@@ -479,17 +555,50 @@ def cmd_lm(args: argparse.Namespace) -> int:
     return _lm_tune(args)
 
 
+def _lm_build(args: argparse.Namespace) -> int:
+    import time
+
+    from asr import lm
+    from asr.lm_text import iter_sentences
+
+    if args.order < 2:
+        raise ValueError("--order must be 2 or more (KenLM reads no unigram-only model)")
+    prune = [int(x) for x in args.prune.split(",") if x.strip()]
+    if any(p < 0 for p in prune) or prune != sorted(prune):
+        raise ValueError(f"--prune must be non-decreasing counts >= 0, got {args.prune}")
+    totals = {"sentences": 0, "words": 0}
+
+    def counted():
+        try:
+            for words in iter_sentences(args.texts):
+                totals["sentences"] += 1
+                totals["words"] += len(words)
+                yield words
+        except lm.TextError as exc:
+            raise lm.LMError(str(exc)) from None
+
+    t0 = time.perf_counter()
+    model = lm.build_model(counted(), args.order, prune, args.min_count)
+    model.write_arpa(args.out)
+    sizes = ", ".join(f"{n}-grams {len(g)}" for n, g in model.grams.items())
+    print(
+        f"wrote {args.out}: order {args.order}, {totals['sentences']} sentences, "
+        f"{totals['words']} words; {sizes}; {time.perf_counter() - t0:.0f} s"
+    )
+    return 0
+
+
 def _lm_tune(args: argparse.Namespace) -> int:
     import yaml
 
     from asr.config import DecoderConfig
     from asr.decode import tune_weights
-    from asr.train import manifest_emissions
+    from asr.evaluate import manifest_emissions
     from asr.transcribe import load_model
 
-    rec = load_model(args.model, device=args.device)
+    rec = load_model(args.model, device=args.device, precision=args.precision)
     _, refs, emissions = manifest_emissions(
-        rec.model, rec.features, rec.tokenizer, str(args.manifest)
+        rec.model, rec.features, rec.tokenizer, str(args.manifest), rec.precision
     )
     cfg = DecoderConfig(
         kind="beam", beam_size=args.beam_size, lm=args.lm, lexicon=args.lexicon or ""
@@ -578,8 +687,17 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         ValueError,
     ) as exc:
-        print(f"asr {args.command}: error: {exc}", file=sys.stderr)
+        print(f"asr {args.command}: error: {_message(exc)}", file=sys.stderr)
         return 2
+
+
+def _message(exc: Exception) -> str:
+    """The error's own words; a loader worker's error arrives wrapped in its traceback text."""
+    text = str(exc)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 if __name__ == "__main__":

@@ -16,16 +16,51 @@ from typing import Any, Literal
 
 import yaml
 
+from asr.audio import SAMPLE_RATE
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit the schema."""
+
+
+def bounded(
+    default: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    above: bool = False,
+    below: bool = False,
+) -> Any:
+    """A field whose value must lie in ``[low, high]`` (``above``/``below``: strictly), checked
+    where the value is set, so ``train.grad_clip=-1`` fails naming the key, not later."""
+    return field(
+        default=default, metadata={"low": low, "high": high, "above": above, "below": below}
+    )
+
+
+def _check_bounds(key: str, value: Any, meta: Any, where: str) -> None:
+    low, high = meta.get("low"), meta.get("high")
+    if low is None and high is None or not isinstance(value, (int, float)):
+        return
+    bad_low = low is not None and (value <= low if meta.get("above") else value < low)
+    bad_high = high is not None and (value >= high if meta.get("below") else value > high)
+    if bad_low or bad_high:
+        lo = "" if low is None else f"{'>' if meta.get('above') else '>='} {low:g}"
+        hi = "" if high is None else f"{'<' if meta.get('below') else '<='} {high:g}"
+        raise ConfigError(
+            f"{where}: {key} must be {' and '.join(x for x in (lo, hi) if x)}, got {value!r}"
+        )
+
 
 @dataclass
 class FeatureConfig:
     """The front end: waveform -> (T, F) features."""
 
-    sample_rate: int = 16_000
+    sample_rate: int = bounded(SAMPLE_RATE, 1_000, 768_000)
     kind: Literal["logmel", "linear"] = "logmel"
-    n_mels: int = 80
-    win_ms: float = 25.0
-    hop_ms: float = 10.0
+    n_mels: int = bounded(80, 1)
+    win_ms: float = bounded(25.0, 0, above=True)
+    hop_ms: float = bounded(10.0, 0, above=True)
     normalize: bool = True  # per-utterance mean/variance normalisation over the true frames
 
 
@@ -47,6 +82,12 @@ class AugmentConfig:
     speed_factors: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]
     noise_prob: float = 0.0  # chance of adding white noise to an utterance
     noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])  # [low, high]
+    # real noise: recordings mixed in at a random SNR (added after the pauses, so they fill them,
+    # before any white noise); noise_sources are comma-separated manifests (Speech Commands'
+    # noise.jsonl from `asr prepare speechcommands`) or folders of audio
+    noise_sources: str = ""
+    real_noise_prob: float = 0.0
+    real_noise_snr_db: list[float] = field(default_factory=lambda: [0.0, 20.0])  # [low, high]
     # chance of band-limiting an utterance to 4 kHz, as 8 kHz corpora (telephone, FSDD) sound
     narrowband_prob: float = 0.0
     # isolated-word corpora, whose takes are sometimes clipped: chance of cutting off the clip's end,
@@ -84,43 +125,50 @@ class ModelConfig:
     """The acoustic model: subsampling front end, stacked recurrent layers, output projection."""
 
     subsample: Literal["stack", "conv"] = "stack"
-    subsample_factor: int = 3
-    conv_channels: int = 32
+    subsample_factor: int = bounded(3, 1)
+    conv_channels: int = bounded(32, 1)
     rnn_type: Literal["lstm", "gru", "rnn"] = "lstm"
-    hidden_size: int = 256
-    num_layers: int = 3
+    hidden_size: int = bounded(256, 1)
+    num_layers: int = bounded(3, 1)
     bidirectional: bool = True
-    dropout: float = 0.1
+    dropout: float = bounded(0.1, 0, 1, below=True)
 
 
 @dataclass
 class DataConfig:
     train: str = ""  # manifest paths (JSON Lines); several separated by commas
     valid: str = ""
-    max_duration: float = 30.0  # seconds; longer utterances are dropped with a count
-    min_duration: float = 0.05
-    batch_seconds: float = 60.0  # cap on the total audio in one batch
-    max_batch_size: int = 64
-    num_workers: int = 1
+    max_duration: float = bounded(
+        30.0, 0, above=True
+    )  # seconds; longer utterances are dropped with a count
+    min_duration: float = bounded(0.05, 0)
+    batch_seconds: float = bounded(60.0, 0, above=True)  # cap on the total audio in one batch
+    max_batch_size: int = bounded(64, 1)
+    num_workers: int = bounded(1, 0)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    lr: float = 2e-3
-    weight_decay: float = 1e-2
-    warmup_steps: int = 200
-    min_lr_ratio: float = 0.02  # the cosine decay ends at lr * min_lr_ratio
-    grad_clip: float = 5.0
+    epochs: int = bounded(30, 1)
+    lr: float = bounded(2e-3, 0)  # 0 keeps the weights (a fine-tuning check)
+    weight_decay: float = bounded(1e-2, 0)
+    warmup_steps: int = bounded(200, 0)
+    min_lr_ratio: float = bounded(0.02, 0, 1)  # the cosine decay ends at lr * min_lr_ratio
+    grad_clip: float = bounded(5.0, 0, above=True)  # max gradient norm
     sortagrad: bool = True  # epoch 1 runs batches shortest first
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision on CUDA (ignored on the CPU)
-    log_every: int = 20  # steps between log-file lines
-    average_last: int = 0  # at the end, average the weights of the last N epochs (0: off)
+    # the dtype of the model's matrix products (asr/precision.py): auto = bf16 autocast where the
+    # CPU or GPU multiplies bf16 natively, fp16 on older GPUs, fp32 elsewhere; weights, optimizer
+    # state, log-softmax and CTC loss stay fp32 whatever this says
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    log_every: int = bounded(20, 1)  # steps between log-file lines
+    average_last: int = bounded(
+        0, 0
+    )  # at the end, average the weights of the last N epochs (0: off)
     # micro-batches whose gradients are summed into one optimizer step (the LR schedule, warm-up
     # included, counts optimizer steps); with N data-parallel ranks a step sees N x this many
-    accumulate_grad: int = 1
+    accumulate_grad: int = bounded(1, 1)
     # start from this model file's weights (fine-tuning, e.g. asr/pretrained/default.pt); its
     # features, model shape and vocabulary must match this config's. Ignored when resuming.
     init_from: str = ""
@@ -131,10 +179,10 @@ class DecoderConfig:
     """How log-probabilities become text. ``beam`` uses flashlight-text through torchaudio."""
 
     kind: Literal["greedy", "beam"] = "greedy"
-    beam_size: int = 64
+    beam_size: int = bounded(64, 1)
     # pruning, about as strong as pyctcdecode's defaults (token_min_logp -5, beam_prune_logp -10):
     # on the bundled model's dev speakers 2.3x faster than no pruning for +0.4 WER points
-    beam_size_token: int = 10  # most likely tokens considered per frame; 0: all
+    beam_size_token: int = bounded(10, 0)  # most likely tokens considered per frame; 0: all
     beam_threshold: float = 15.0  # prune hypotheses this far (log) below the best
     lexicon: str = ""  # word -> spelling file; empty: lexicon-free (any character string)
     lm: str = ""  # KenLM word n-gram (ARPA or binary); needs a lexicon
@@ -146,7 +194,7 @@ class DecoderConfig:
     # keep the best (False): on the bundled model's test speakers 1.7-2.4 points better at beams 16,
     # 64 and 256 at the same weights, and as fast
     log_add: bool = True
-    nbest: int = 1
+    nbest: int = bounded(1, 1)
 
 
 @dataclass
@@ -157,10 +205,6 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-
-
-class ConfigError(ValueError):
-    """A config key or value that does not fit the schema."""
 
 
 def _check_value(key: str, value: Any, annotation: Any, where: str) -> Any:
@@ -214,7 +258,8 @@ def update_dataclass(obj: Any, values: dict[str, Any], where: str, prefix: str =
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: {prefix.rstrip('.') or 'config'} must be a mapping")
     hints = typing.get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    names = set(fields)
     for key, value in values.items():
         full = f"{prefix}{key}"
         if key not in names:
@@ -223,7 +268,9 @@ def update_dataclass(obj: Any, values: dict[str, Any], where: str, prefix: str =
         if dataclasses.is_dataclass(current):
             update_dataclass(current, value, where, prefix=f"{full}.")
         else:
-            setattr(obj, key, _check_value(full, value, hints[key], where))
+            value = _check_value(full, value, hints[key], where)
+            _check_bounds(full, value, fields[key].metadata, where)
+            setattr(obj, key, value)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -239,10 +286,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def read_yaml(path: str | Path, what: str) -> Any:
     """A YAML file's content (``{}`` when empty), or a :class:`ConfigError` naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a {what} (a YAML file)")
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a {what}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
 
@@ -284,7 +335,19 @@ def config_from_dict(cls: type, values: dict[str, Any], where: str = "checkpoint
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """Write the resolved config as YAML, atomically (a full disk leaves the old file whole).
+
+    Raises:
+        ConfigError: the file could not be written, naming it and why.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot write it ({exc.strerror})") from None
 
 
 def load_decoder_config(path: str | Path | None = None, **values: Any) -> DecoderConfig:

@@ -11,20 +11,21 @@ manifest's own folder, so a prepared corpus can be moved as a whole.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from asr.audio import load_audio
-from asr.text import Tokenizer
+from asr.text import Tokenizer, ctc_min_frames, normalize_text
 
 
 class ManifestError(ValueError):
@@ -66,13 +67,15 @@ def parse_manifest_line(line: str, where: str, base_dir: Path | None = None) -> 
     unknown = set(record) - {f for f in Utterance.__dataclass_fields__}
     if unknown:
         raise ManifestError(f"{where}: unknown keys {sorted(unknown)}")
-    try:
-        duration = float(record["duration"])
-        offset = float(record.get("offset", 0.0))
-    except (TypeError, ValueError):
-        raise ManifestError(f"{where}: 'duration' and 'offset' must be numbers") from None
+    for key in ("duration", "offset"):
+        value = record.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ManifestError(f"{where}: '{key}' must be a number of seconds, got {value!r}")
+    duration, offset = float(record["duration"]), float(record.get("offset", 0.0))
     if not math.isfinite(duration) or duration <= 0:
         raise ManifestError(f"{where}: 'duration' must be a positive number, got {duration}")
+    if not math.isfinite(offset) or offset < 0:
+        raise ManifestError(f"{where}: 'offset' must be 0 or more seconds, got {offset}")
     if not isinstance(record["text"], str):
         raise ManifestError(f"{where}: 'text' must be a string")
     audio = str(record["audio"])
@@ -140,10 +143,18 @@ class FilterReport:
     oov_chars: Counter = field(default_factory=Counter)
     empty_text: int = 0
     no_room_for_ctc: int = 0
+    missing_audio: list[str] = field(default_factory=list)
 
     @property
     def dropped(self) -> int:
-        return self.too_long + self.too_short + self.oov + self.empty_text + self.no_room_for_ctc
+        return (
+            self.too_long
+            + self.too_short
+            + self.oov
+            + self.empty_text
+            + self.no_room_for_ctc
+            + len(self.missing_audio)
+        )
 
     def summary(self, name: str) -> str:
         parts = [f"{name}: kept {self.kept} utterances"]
@@ -153,19 +164,18 @@ class FilterReport:
             ("with an empty transcript", self.empty_text),
             ("with characters outside the vocabulary", self.oov),
             ("too short for their transcript (CTC needs a frame per label)", self.no_room_for_ctc),
+            ("whose audio file is missing", len(self.missing_audio)),
         ]:
             if count:
                 parts.append(f"dropped {count} {label}")
+        if self.missing_audio:
+            shown = ", ".join(self.missing_audio[:3])
+            more = f" and {len(self.missing_audio) - 3} more" if len(self.missing_audio) > 3 else ""
+            parts.append(f"missing: {shown}{more}")
         if self.oov_chars:
             chars = ", ".join(f"{c!r} x{n}" for c, n in self.oov_chars.most_common(10))
             parts.append(f"characters outside the vocabulary: {chars}")
         return "; ".join(parts)
-
-
-def ctc_min_frames(labels: Sequence[int]) -> int:
-    """Frames CTC needs for ``labels``: one per label plus a blank between each repeated pair."""
-    repeats = sum(1 for a, b in zip(labels, labels[1:]) if a == b)
-    return len(labels) + repeats
 
 
 def filter_utterances(
@@ -206,6 +216,9 @@ def filter_utterances(
         ):
             report.no_room_for_ctc += 1
             continue
+        if not os.path.isfile(utt.audio):  # else a loader worker fails mid-epoch with a traceback
+            report.missing_audio.append(utt.audio)
+            continue
         kept.append(utt)
     report.kept = len(kept)
     return kept, report
@@ -239,6 +252,17 @@ class Example:
     wave: torch.Tensor  # (N,)
     labels: list[int]
     text: str
+    seed: int = 0  # what seeded its augmentation (see BucketBatchSampler's seed_items)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """A context in which torch's global generator starts from ``seed``, restored after: the
+    augmentation of one item (or one batch) is then a function of its seed alone, whichever
+    process (main or loader worker) computes it and whatever ran before."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class SpeechDataset(Dataset):
@@ -249,6 +273,8 @@ class SpeechDataset(Dataset):
         tokenizer: turns each transcript into ids.
         sample_rate: the model's rate in Hz.
         transform: optional ``(wave, index) -> wave`` applied after loading (e.g. speed perturbation).
+        skip_unknown: labels leave out characters outside the vocabulary (scoring keeps such
+            utterances, whose references the model cannot spell); training filters them instead.
     """
 
     def __init__(
@@ -257,35 +283,49 @@ class SpeechDataset(Dataset):
         tokenizer: Tokenizer,
         sample_rate: int,
         transform: callable | None = None,
+        skip_unknown: bool = False,
     ) -> None:
         self.utts = list(utts)
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
         self.transform = transform
+        self.skip_unknown = skip_unknown
 
     def __len__(self) -> int:
         return len(self.utts)
 
-    def __getitem__(self, index: int) -> Example:
+    def __getitem__(self, key: int | tuple[int, int]) -> Example:
+        index, seed = key if isinstance(key, tuple) else (key, 0)
         utt = self.utts[index]
         duration = utt.duration if utt.offset else None
         wave = load_audio(utt.audio, self.sample_rate, offset=utt.offset, duration=duration)
         if self.transform is not None:
-            wave = self.transform(wave, index)
-        return Example(utt.id, wave, self.tokenizer.encode(utt.text), utt.text)
+            with seeded(seed):
+                wave = self.transform(wave, index)
+        text = utt.text
+        if self.skip_unknown:  # scoring: the reference stays whole, the loss sees what it can
+            text = "".join(c for c in text if not self.tokenizer.oov_chars(c))
+        return Example(utt.id, wave, self.tokenizer.encode(text), utt.text, seed)
 
     def durations(self) -> list[float]:
         return [u.duration for u in self.utts]
 
 
+def pad_waves(waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad waveforms ``(N_i,)`` into ``waves (B, N)`` with their true lengths ``(B,)``."""
+    wav_lens = torch.tensor([len(w) for w in waves], dtype=torch.long)
+    out = torch.zeros(len(waves), int(wav_lens.max()) if len(waves) else 0)
+    for i, w in enumerate(waves):
+        out[i, : len(w)] = w
+    return out, wav_lens
+
+
 def collate(examples: Sequence[Example]) -> Batch:
     """Zero-pad waveforms and targets; keep true lengths."""
-    wav_lens = torch.tensor([len(e.wave) for e in examples], dtype=torch.long)
+    waves, wav_lens = pad_waves([e.wave for e in examples])
     target_lens = torch.tensor([len(e.labels) for e in examples], dtype=torch.long)
-    waves = torch.zeros(len(examples), int(wav_lens.max()))
     targets = torch.zeros(len(examples), max(1, int(target_lens.max())), dtype=torch.long)
     for i, e in enumerate(examples):
-        waves[i, : len(e.wave)] = e.wave
         targets[i, : len(e.labels)] = torch.tensor(e.labels, dtype=torch.long)
     return Batch(
         [e.id for e in examples], waves, wav_lens, targets, target_lens, [e.text for e in examples]
@@ -307,6 +347,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         seed: base seed; the order of epoch ``e`` depends on ``(seed, e)`` only.
         num_replicas, rank: shard batches across data-parallel ranks.
         step_batches: batches each rank takes per optimizer step (gradient accumulation).
+        seed_items: yield ``(index, seed)`` pairs: the seed of each item's augmentation.
 
     With several ranks (or ``step_batches`` > 1), what is shuffled is runs of
     ``num_replicas * step_batches`` batches neighbouring in length, and one step's batches on all
@@ -326,6 +367,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
         step_batches: int = 1,
+        seed_items: bool = False,
     ) -> None:
         if batch_seconds <= 0 or max_batch_size <= 0:
             raise ValueError("batch_seconds and max_batch_size must be positive")
@@ -335,6 +377,7 @@ class BucketBatchSampler(Sampler[list[int]]):
                 f"rank {rank}, num_replicas {num_replicas}, step_batches {step_batches}"
             )
         self.step_batches = step_batches
+        self.seed_items = seed_items
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
@@ -376,9 +419,67 @@ class BucketBatchSampler(Sampler[list[int]]):
         # within a run, rank r takes batches r, r + num_replicas, ...
         return [b for run in runs for b in run[self.rank :: self.num_replicas]]
 
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._order())
+    def __iter__(self) -> Iterator[list[int]] | Iterator[list[tuple[int, int]]]:
+        if not self.seed_items:
+            return iter(self._order())
+        # each item's augmentation seed is a function of (seed, epoch, utterance) alone, so a
+        # resumed run draws what an unbroken one did, with any number of loader workers
+        base = (self.seed * 1_000_003 + self.epoch) * 1_000_033
+        return iter([[(i, (base + i) % 2**62) for i in b] for b in self._order()])
 
     def __len__(self) -> int:
         n = len(self.batches)
         return (n - n % self.num_replicas) // self.num_replicas if self.num_replicas > 1 else n
+
+
+def normalized_utterances(paths: str) -> list[Utterance]:
+    """Read one manifest, or several separated by commas, with transcripts normalised."""
+    utts = [u for path in paths.split(",") if path.strip() for u in read_manifest(path.strip())]
+    for utt in utts:
+        utt.text = normalize_text(utt.text)
+    return utts
+
+
+def make_loader(
+    utts: list[Utterance],
+    tokenizer: Tokenizer,
+    sample_rate: int,
+    batch_seconds: float,
+    max_batch_size: int,
+    num_workers: int,
+    shuffle: bool,
+    seed: int = 0,
+    transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    num_replicas: int = 1,
+    rank: int = 0,
+    step_batches: int = 1,
+    collate_fn: Callable[[list[Example]], Batch] = collate,
+    skip_unknown: bool = False,
+) -> DataLoader:
+    """A loader of length-bucketed batches; ``num_replicas``/``rank`` shard the batches by rank,
+    and one optimizer step's ``step_batches`` per rank come from batches of neighbouring length.
+    ``transform`` (training augmentation) and ``collate_fn`` (e.g. joining utterances) are the
+    caller's; evaluation uses neither."""
+    dataset = SpeechDataset(utts, tokenizer, sample_rate, transform, skip_unknown)
+    sampler = BucketBatchSampler(
+        dataset.durations(),
+        batch_seconds,
+        max_batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        num_replicas=num_replicas,
+        rank=rank,
+        step_batches=step_batches,
+        seed_items=transform is not None or collate_fn is not collate,
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        # the loader's own generator: starting its workers must not draw from the global one,
+        # which SpecAugment uses in the main process (persistent workers start once per run, so
+        # a resumed run would otherwise draw at another place than an unbroken one)
+        generator=torch.Generator().manual_seed(seed),
+    )

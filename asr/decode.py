@@ -81,18 +81,23 @@ def _check_file(path: str, what: str) -> None:
 def check_lexicon(path: str, tokenizer: Tokenizer) -> None:
     """Raise naming the file and line if a lexicon entry is malformed or spells with unknown tokens."""
     known = set(tokenizer.tokens) | {SIL_TOKEN}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) < 2:
-                raise DecoderError(f"{path}: line {n}: expected 'word spelling...'")
-            unknown = [t for t in fields[1:] if t not in known]
-            if unknown:
-                raise DecoderError(
-                    f"{path}: line {n}: tokens {unknown} are not in the model's vocabulary"
-                )
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise DecoderError(
+            f"{path}: not a lexicon (not UTF-8 text: {exc.reason} at byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise DecoderError(f"{path}: cannot read the lexicon ({exc.strerror})") from None
+    for n, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 2:
+            raise DecoderError(f"{path}: line {n}: expected 'word spelling...'")
+        unknown = [t for t in fields[1:] if t not in known]
+        if unknown:
+            raise DecoderError(f"{path}: line {n}: tokens {unknown} are not in the model's vocabulary")
 
 
 class GreedyDecoder:

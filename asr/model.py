@@ -177,5 +177,27 @@ class AcousticModel(nn.Module):
         return F.log_softmax(logits.float(), dim=-1), out_lens
 
 
+def ctc_loss(
+    log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tensor, target_lens: torch.Tensor
+) -> torch.Tensor:
+    """Mean over the batch of each utterance's CTC loss divided by its target length.
+
+    Args:
+        log_probs: ``(B, T', V)`` float32, as :meth:`AcousticModel.forward` returns them.
+        out_lens: ``(B,)``.
+        targets: ``(B, U)`` label ids (no blanks), zero-padded.
+        target_lens: ``(B,)``.
+    """
+    return F.ctc_loss(
+        log_probs.transpose(0, 1),  # (B, T, V) -> (T, B, V), as ctc_loss wants
+        targets,
+        out_lens,
+        target_lens,
+        blank=0,
+        reduction="mean",
+        zero_infinity=True,  # utterances that cannot fit were filtered; this is a guard
+    )
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

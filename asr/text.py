@@ -6,7 +6,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 BLANK = "<blank>"
@@ -32,6 +32,12 @@ def normalize_text(text: str) -> str:
     text = _NOT_WORD.sub(" ", text).replace("_", " ")
     text = _STRAY_APOSTROPHE.sub(" ", text)
     return " ".join(text.split())
+
+
+def ctc_min_frames(labels: Sequence[int]) -> int:
+    """Frames CTC needs for ``labels``: one per label plus a blank between each repeated pair."""
+    repeats = sum(1 for a, b in zip(labels, labels[1:]) if a == b)
+    return len(labels) + repeats
 
 
 class Tokenizer:

@@ -20,37 +20,39 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from asr.augment import JoiningCollate, WaveAugment
-from asr.checkpoint import ModelFileError, atomic_save, model_record, read_model_file
+from asr.checkpoint import (
+    ModelFileError,
+    SaveError,
+    atomic_save,
+    model_record,
+    read_model_file,
+)
 from asr.config import Config, config_to_dict, save_config
 from asr.data import (
-    Batch,
     BucketBatchSampler,
-    SpeechDataset,
-    Utterance,
     collate,
     filter_utterances,
-    read_manifest,
+    make_loader,
+    normalized_utterances,
 )
-from asr.decode import GreedyDecoder
 from asr.distributed import Distributed, all_gather, init_distributed
+from asr.evaluate import evaluate
 from asr.features import FeatureExtractor, spec_augment
-from asr.metrics import Score, score
-from asr.model import AcousticModel, count_parameters
+from asr.model import AcousticModel, count_parameters, ctc_loss
 from asr.plot import plot_history
-from asr.text import SPACE, Tokenizer, normalize_text
+from asr.precision import resolve_precision
+from asr.text import SPACE, Tokenizer
 
 log = logging.getLogger("asr.train")
 
@@ -94,134 +96,6 @@ def lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float):
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
-
-
-def normalized_utterances(paths: str) -> list[Utterance]:
-    """Read one manifest, or several separated by commas, with transcripts normalised."""
-    utts = [u for path in paths.split(",") if path.strip() for u in read_manifest(path.strip())]
-    for utt in utts:
-        utt.text = normalize_text(utt.text)
-    return utts
-
-
-def make_loader(
-    utts: list[Utterance],
-    tokenizer: Tokenizer,
-    sample_rate: int,
-    batch_seconds: float,
-    max_batch_size: int,
-    num_workers: int,
-    shuffle: bool,
-    seed: int = 0,
-    transform: WaveAugment | None = None,
-    num_replicas: int = 1,
-    rank: int = 0,
-    step_batches: int = 1,
-) -> DataLoader:
-    """A loader of length-bucketed batches; ``num_replicas``/``rank`` shard the batches by rank,
-    and one optimizer step's ``step_batches`` per rank come from batches of neighbouring length."""
-    dataset = SpeechDataset(utts, tokenizer, sample_rate, transform)
-    sampler = BucketBatchSampler(
-        dataset.durations(),
-        batch_seconds,
-        max_batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        num_replicas=num_replicas,
-        rank=rank,
-        step_batches=step_batches,
-    )
-    joins = transform is not None and transform.cfg.join_prob > 0
-    space = tokenizer.tokens.index(SPACE) if joins else 0
-    return DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=JoiningCollate(transform.cfg, sample_rate, space) if joins else collate,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-    )
-
-
-def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Mean over the batch of each utterance's CTC loss divided by its target length."""
-    return F.ctc_loss(
-        log_probs.transpose(0, 1),  # (B, T, V) -> (T, B, V), as ctc_loss wants
-        batch.targets,
-        out_lens,
-        batch.target_lens,
-        blank=0,
-        reduction="mean",
-        zero_infinity=True,  # utterances that cannot fit were filtered; this is a guard
-    )
-
-
-@dataclass
-class EvalResult:
-    loss: float
-    score: Score
-
-
-@torch.no_grad()
-def evaluate(
-    model: AcousticModel,
-    features: FeatureExtractor,
-    tokenizer: Tokenizer,
-    loader: DataLoader,
-    device: torch.device,
-    progress: bool = False,
-    decoder: Callable[[torch.Tensor, torch.Tensor], list] | None = None,
-    ddp: Distributed | None = None,
-) -> EvalResult:
-    """CTC loss and WER/CER of ``model`` over ``loader`` (greedy unless ``decoder`` is given).
-
-    With ``ddp`` enabled, each rank's ``loader`` holds its own share of the utterances; the
-    hypotheses and losses of all ranks are gathered and scored together, so every rank returns
-    the result one process would get on the whole set.
-    """
-    decoder = decoder or GreedyDecoder(tokenizer)
-    model.eval()
-    total_loss, total_utts = 0.0, 0
-    ids, refs, hyps = [], [], []
-    for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
-        batch = batch.to(device)
-        feats, feat_lens = features(batch.waves, batch.wav_lens)
-        log_probs, out_lens = model(feats, feat_lens)
-        total_loss += float(ctc_loss(log_probs, out_lens, batch)) * len(batch.ids)
-        total_utts += len(batch.ids)
-        for utt_id, ref, hyp in zip(batch.ids, batch.texts, decoder(log_probs, out_lens)):
-            ids.append(utt_id)
-            refs.append(ref)
-            hyps.append(hyp.text)
-    if ddp is not None and ddp.enabled:
-        parts = all_gather((total_loss, total_utts, ids, refs, hyps), ddp)
-        total_loss, total_utts = sum(p[0] for p in parts), sum(p[1] for p in parts)
-        ids, refs, hyps = ([x for p in parts for x in p[k]] for k in (2, 3, 4))
-    return EvalResult(total_loss / max(1, total_utts), score(ids, refs, hyps))
-
-
-@torch.no_grad()
-def manifest_emissions(
-    model: AcousticModel, features: FeatureExtractor, tokenizer: Tokenizer, manifest: str
-) -> tuple[list[str], list[str], list[torch.Tensor]]:
-    """Run the model once over a manifest: ``(ids, normalised references, log-probs (T, V) each)``.
-
-    For work that decodes the same emissions many times (LM weight tuning, decoder benchmarks).
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    sample_rate = features.cfg.sample_rate
-    loader = make_loader(
-        normalized_utterances(manifest), tokenizer, sample_rate, 120.0, 64, 0, shuffle=False
-    )
-    ids, refs, emissions = [], [], []
-    for batch in loader:
-        feats, feat_lens = features(batch.waves.to(device), batch.wav_lens.to(device))
-        log_probs, out_lens = model(feats, feat_lens)
-        for b, n in enumerate(out_lens.tolist()):
-            emissions.append(log_probs[b, :n].cpu().contiguous())
-        ids += batch.ids
-        refs += batch.texts
-    return ids, refs, emissions
 
 
 def _setup_logging(out_dir: Path) -> logging.Handler:
@@ -280,8 +154,6 @@ def _train(
     if accumulate < 1:
         raise ValueError(f"train.accumulate_grad must be 1 or more, got {accumulate}")
     seed_everything(cfg.train.seed)  # the same on every rank: identical initial weights
-    if ddp.is_main:
-        save_config(cfg, out_dir / "config.yaml")
 
     tokenizer = Tokenizer()
     features = FeatureExtractor(cfg.features).to(device)
@@ -295,6 +167,11 @@ def _train(
         return int(model.output_lengths(features.output_lengths(samples)))
 
     augment = WaveAugment(cfg.augment, cfg.features.sample_rate)
+    joining_collate = (
+        JoiningCollate(cfg.augment, sr, tokenizer.tokens.index(SPACE))
+        if cfg.augment.join_prob > 0
+        else collate
+    )
     loaders, kept = {}, {}
     for split, path in (("train", cfg.data.train), ("valid", cfg.data.valid)):
         # sped-up or cropped copies are shorter: a training transcript must fit the shortest one
@@ -324,6 +201,7 @@ def _train(
             num_replicas=ddp.world_size if split == "train" else 1,
             rank=ddp.rank if split == "train" else 0,
             step_batches=accumulate if split == "train" else 1,
+            collate_fn=joining_collate if split == "train" else collate,
         )
     train_loader = loaders["train"]
     sampler: BucketBatchSampler = train_loader.batch_sampler  # type: ignore[assignment]
@@ -353,9 +231,10 @@ def _train(
         cfg.train.warmup_steps, cfg.train.epochs * steps_per_epoch, cfg.train.min_lr_ratio
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    use_amp = cfg.train.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    precision = resolve_precision(cfg.train.precision, device)
+    log.info(f"precision: {precision.reason}")
+    # float16 needs its loss scaled so small gradients do not underflow; bfloat16 does not
+    scaler = torch.amp.GradScaler("cuda", enabled=precision.dtype == torch.float16)
 
     start_epoch, history, best_wer = 0, [], float("inf")
     # rank 0 reads the checkpoint and sends it to the others: no shared file system needed
@@ -366,7 +245,14 @@ def _train(
         ckpt = box[0]
     if ckpt is not None:
         state = ckpt["train_state"]
-        model.load_state_dict(ckpt["state_dict"])
+        try:
+            model.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise ModelFileError(
+                f"{last_path}: cannot resume: the config's model differs from the checkpoint's "
+                f"({first} ...); use another --out, or --no-resume to start over"
+            ) from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -389,6 +275,8 @@ def _train(
                 seed_everything(cfg.train.seed + 1000 * ddp.rank + start_epoch)
         log.info(f"resumed from {last_path} after epoch {start_epoch}")
 
+    if ddp.is_main:  # only now: a refused resume leaves the folder's config.yaml as it was
+        save_config(cfg, out_dir / "config.yaml")
     n_params = count_parameters(model)
     log.info(
         f"model: {n_params / 1e6:.2f}M parameters, {cfg.model.num_layers} x {cfg.model.rnn_type} "
@@ -424,9 +312,9 @@ def _train(
             # gradients are averaged across ranks only on a step's last micro-batch
             sync = nullcontext() if steps_now or not ddp.enabled else net.no_sync()
             with sync:
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                with precision.autocast(device):
                     log_probs, out_lens = net(feats, feat_lens)
-                loss = ctc_loss(log_probs, out_lens, batch)
+                loss = ctc_loss(log_probs, out_lens, batch.targets, batch.target_lens)
                 finite = torch.isfinite(loss.detach()).float()
                 if ddp.enabled:  # every rank skips together, or the all-reduce would hang
                     dist.all_reduce(finite, op=dist.ReduceOp.MIN)
@@ -464,7 +352,9 @@ def _train(
             dist.all_reduce(totals)
             loss_sum, n_batches, audio_seconds = totals.tolist()
         train_time = time.perf_counter() - t0
-        result = evaluate(model, features, tokenizer, loaders["valid"], device, ddp=ddp)
+        result = evaluate(
+            model, features, tokenizer, loaders["valid"], device, ddp=ddp, precision=precision
+        )
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(1, n_batches),
@@ -584,8 +474,15 @@ def _save_epoch(
         if stale.exists():
             stale.unlink()
     atomic_save({**model_rec, "train_state": train_state}, out_dir / "last.pt")
-    (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-    plot_history(history, out_dir / "curve.png")
+    history_path = out_dir / "history.json"
+    tmp = history_path.with_name(".history.json.tmp")
+    try:
+        tmp.write_text(json.dumps(history, indent=1) + "\n")
+        tmp.replace(history_path)
+        plot_history(history, out_dir / "curve.png")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SaveError(f"{out_dir}: cannot write the history or its plot ({exc.strerror})") from None
 
 
 def _average_last(

@@ -15,16 +15,20 @@ from asr.align import Word, align
 from asr.audio import AudioError, audio_duration, load_audio, read_windows
 from asr.checkpoint import ModelFileError, read_model_file
 from asr.config import FeatureConfig, ModelConfig, config_from_dict
-from asr.data import Example, collate
+from asr.data import pad_waves
 from asr.decode import GreedyDecoder, Hypothesis
 from asr.features import FeatureExtractor
 from asr.model import AcousticModel
+from asr.precision import PrecisionChoice, resolve_precision
 from asr.text import Tokenizer
 from asr.vad import frame_energies_db, speech_segments
 
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]
 DEFAULT_MODEL = Path(__file__).parent / "pretrained" / "default.pt"
+# the bundled model's decoding: beam search with its LM and tuned weights (asr lm tune)
+DEFAULT_DECODER = Path(__file__).parent / "pretrained" / "decoder.yaml"
 LONG_SECONDS = 30.0  # audio longer than this is cut at pauses into pieces (asr.vad)
+MAX_SECONDS = 24 * 3600.0  # transcribe_files refuses longer files (a forged or runaway header)
 CUE_SECONDS = 7.0  # subtitle cues: at most this long
 CUE_LINE_CHARS = 42  # ... with lines of at most this many characters, two lines a cue
 CUE_GAP_SECONDS = 1.0  # a pause this long starts a new cue
@@ -102,6 +106,8 @@ class Recognizer:
 
     ``snap_to_sound``: word edges at pauses move onto where the sound starts and stops
     (:func:`asr.align.snap_to_sound`); ``False`` keeps the edges of the CTC alignment alone.
+    ``precision``: the autocast the model runs under (:mod:`asr.precision`; float32 unless
+    :func:`load_model` or :meth:`set_precision` chose otherwise).
     """
 
     features: FeatureExtractor
@@ -109,6 +115,23 @@ class Recognizer:
     tokenizer: Tokenizer
     info: dict
     snap_to_sound: bool = True
+    precision: PrecisionChoice = field(default_factory=lambda: PrecisionChoice(None, "fp32"))
+    decoder_config: Path | None = None
+    _decoder: Decoder | None = field(default=None, repr=False)
+
+    @property
+    def default_decoder(self) -> Decoder:
+        """What ``transcribe`` decodes with when no decoder is given: beam search as
+        ``decoder_config`` says (the bundled model's tuned LM), else greedy. Built once."""
+        if self._decoder is None:
+            if self.decoder_config is None:
+                self._decoder = GreedyDecoder(self.tokenizer)
+            else:
+                from asr.config import load_decoder_config
+                from asr.decode import build_decoder
+
+                self._decoder = build_decoder(self.tokenizer, load_decoder_config(self.decoder_config))
+        return self._decoder
 
     @property
     def sample_rate(self) -> int:
@@ -123,6 +146,11 @@ class Recognizer:
         self.model.to(device)
         return self
 
+    def set_precision(self, name: str) -> Recognizer:
+        """Run the model in ``auto``, ``fp32`` or ``bf16`` from now on (for its current device)."""
+        self.precision = resolve_precision(name, self.device)
+        return self
+
     @torch.no_grad()
     def log_probs(
         self, waves: torch.Tensor, wav_lens: torch.Tensor
@@ -130,7 +158,8 @@ class Recognizer:
         """``waves (B, N)``, ``wav_lens (B,)`` -> ``log_probs (B, T', V)``, ``out_lens (B,)``."""
         self.model.eval()
         feats, feat_lens = self.features(waves.to(self.device), wav_lens.to(self.device))
-        return self.model(feats, feat_lens)
+        with self.precision.autocast(self.device):
+            return self.model(feats, feat_lens)
 
     @property
     def frame_seconds(self) -> float:
@@ -154,7 +183,8 @@ class Recognizer:
         Args:
             source: an audio file path, or a waveform ``(N,)`` / ``(N, channels)``.
             sample_rate: the waveform's rate (files carry their own); resampled as needed.
-            decoder: greedy by default; :func:`asr.decode.build_decoder` makes a beam decoder.
+            decoder: :attr:`default_decoder` if not given (the bundled model: beam search with its
+                LM; others: greedy); :func:`asr.decode.build_decoder` makes any other.
             word_timestamps: align the hypothesis to give words times and confidences.
 
         Returns:
@@ -202,7 +232,7 @@ class Recognizer:
         duration: float | None = None,
     ) -> Transcript:
         """Decode ``(offset seconds, waveform)`` pieces one by one and join them."""
-        decoder = decoder or GreedyDecoder(self.tokenizer)
+        decoder = decoder or self.default_decoder
         texts, words, end = [], [], 0.0
         for offset, wave in pieces:
             log_probs, out_lens = self.log_probs(wave[None], torch.tensor([len(wave)]))
@@ -231,7 +261,10 @@ class Recognizer:
             energy = (
                 frame_energies_db([wave.cpu()], self.sample_rate) if self.snap_to_sound else None
             )
-            words += align(log_probs, hyp.text, self.tokenizer, self.frame_seconds, offset, energy)
+            seconds = len(wave) / self.sample_rate
+            words += align(
+                log_probs, hyp.text, self.tokenizer, self.frame_seconds, offset, energy, seconds
+            )
         return hyp.text
 
     def transcribe_files(
@@ -241,20 +274,31 @@ class Recognizer:
         word_timestamps: bool = True,
         batch_size: int = 16,
         progress: bool = False,
+        max_duration: float | None = MAX_SECONDS,
     ) -> Iterator[tuple[Path, Transcript | Exception]]:
         """Transcribe many files: short ones in length-sorted batches, long ones in chunks.
 
-        A file that fails (unreadable, empty, ...) yields its exception instead of a transcript; the
-        others go on. Results come in the order of ``paths``' durations, shortest first.
+        A file that fails (unreadable, empty, a forged header, longer than ``max_duration``
+        seconds, ...) yields its exception instead of a transcript; the others go on. Each file's
+        header is checked before any of its audio is read. Results come in the order of
+        ``paths``' durations, shortest first.
         """
         sized: list[tuple[float, Path]] = []
         for p in map(Path, paths):
             try:
-                sized.append((audio_duration(p), p))
+                duration = audio_duration(p)
             except AudioError as exc:
                 yield p, exc
+                continue
+            if max_duration is not None and duration > max_duration:
+                yield p, AudioError(
+                    f"{p}: {duration:.0f} s long, over the limit of {max_duration:.0f} s "
+                    f"(--max-duration)"
+                )
+                continue
+            sized.append((duration, p))
         sized.sort()
-        decoder = decoder or GreedyDecoder(self.tokenizer)
+        decoder = decoder or self.default_decoder
         bar = tqdm(total=len(sized), desc="transcribe", unit="file", disable=not progress)
         short = [p for d, p in sized if d <= LONG_SECONDS]
         for i in range(0, len(short), batch_size):
@@ -270,14 +314,14 @@ class Recognizer:
             ok = [p for p in group if p not in {f for f, _ in failed}]
             if not ok:
                 continue
-            batch = collate([Example(str(j), w, [], "") for j, w in enumerate(waves)])
-            log_probs, out_lens = self.log_probs(batch.waves, batch.wav_lens)
+            padded, wav_lens = pad_waves(waves)
+            log_probs, out_lens = self.log_probs(padded, wav_lens)
             for b, p in enumerate(ok):
                 words: list[Word] = []
                 frames = log_probs[b, : out_lens[b]].cpu()
-                wave = batch.waves[b, : batch.wav_lens[b]]
+                wave = padded[b, : wav_lens[b]]
                 text = self._decode_one(frames, decoder, words, word_timestamps, 0.0, wave)
-                duration = round(float(batch.wav_lens[b]) / self.sample_rate, 3)
+                duration = round(float(wav_lens[b]) / self.sample_rate, 3)
                 bar.update()
                 yield p, Transcript(text, words, make_segments(words), duration, str(p))
         for p in [p for d, p in sized if d > LONG_SECONDS]:
@@ -308,12 +352,25 @@ def build_recognizer(record: dict, where: str = "model file") -> Recognizer:
     return Recognizer(features, model, tokenizer, dict(record.get("info", {})))
 
 
-def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> Recognizer:
+def load_model(
+    path: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+) -> Recognizer:
     """Load a model file (or a training checkpoint); ``None`` loads the bundled default model.
+
+    ``precision``: ``auto`` (bf16 autocast where the CPU or GPU multiplies bf16 natively, else
+    fp32), ``fp32`` or ``bf16``; weights stay float32 either way. The bundled model decodes with
+    beam search and its LM by default (``asr/pretrained/decoder.yaml``); pass
+    ``decoder=GreedyDecoder(model.tokenizer)`` to ``transcribe`` for raw speed.
 
     Raises:
         ModelFileError: missing, foreign or corrupt file, named in the message.
     """
+    bundled = path is None
     path = Path(path) if path is not None else DEFAULT_MODEL
     record = read_model_file(path)
-    return build_recognizer(record, str(path)).to(device)
+    rec = build_recognizer(record, str(path)).to(device).set_precision(precision)
+    if bundled and DEFAULT_DECODER.is_file():
+        rec.decoder_config = DEFAULT_DECODER
+    return rec

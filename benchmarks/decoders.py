@@ -31,9 +31,9 @@ import torch
 
 from asr.config import load_decoder_config
 from asr.decode import BeamDecoder, greedy_decode
+from asr.evaluate import manifest_emissions
 from asr.lm import arpa_words
 from asr.metrics import Score, score
-from asr.train import manifest_emissions
 from asr.transcribe import load_model
 
 

@@ -30,7 +30,7 @@ import torch
 
 from asr.align import align
 from asr.audio import load_audio
-from asr.train import normalized_utterances
+from asr.data import normalized_utterances
 from asr.transcribe import load_model
 from asr.vad import FRAME_SECONDS, frame_energies_db
 

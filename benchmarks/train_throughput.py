@@ -1,14 +1,17 @@
-"""Training throughput of a model config on real utterances, and how close its RNNs get to the matmul peak.
+"""Training throughput of model configs on real utterances, in float32 and bfloat16 side by side.
 
-Prints one table:
-- full training steps (features, SpecAugment, model, CTC loss, backward, AdamW) in seconds of audio
-  per second of wall time;
+Prints one table per model config, one column per precision:
+- the matrix-multiply peak of that precision (2048 x 2048), measured in the same run: the
+  baseline every ratio is taken against;
 - the recurrent layers alone (forward + backward) in achieved GFLOP/s, for our exact dense scheme
-  (backward direction reversed within each length) and for PyTorch's packed bidirectional LSTM;
-- the float32 matrix-multiply GFLOP/s measured in the same run, as the baseline for the ratio.
+  (backward direction reversed within each length) and, in fp32, PyTorch's packed bidirectional
+  LSTM;
+- full training steps (features, SpecAugment, model, CTC loss, backward, AdamW) in seconds of
+  audio per second of wall time, and their speed-up over fp32.
 
-    python benchmarks/train_throughput.py --manifest data/fsdd/train.jsonl -c conf/model/small.yaml
-    python benchmarks/train_throughput.py --device cuda --amp ...   # on a GPU (bf16 autocast)
+    python benchmarks/train_throughput.py --manifest data/default/librispeech/train.jsonl \
+        -c conf/model/small.yaml -c conf/model/medium.yaml
+    python benchmarks/train_throughput.py --device cuda ...   # on a GPU
 
 FLOPs are counted analytically: a recurrent layer does ``2 * gates * H * (I + H)`` multiply-adds x2
 per frame per direction in the forward pass, and twice that in the backward pass (gates: LSTM 4,
@@ -25,11 +28,11 @@ import torch
 from torch import nn
 
 from asr.config import load_config
-from asr.data import BucketBatchSampler, SpeechDataset, collate
+from asr.data import BucketBatchSampler, SpeechDataset, collate, normalized_utterances
 from asr.features import FeatureExtractor, spec_augment
-from asr.model import AcousticModel
+from asr.model import AcousticModel, ctc_loss
+from asr.precision import PrecisionChoice, resolve_precision
 from asr.text import Tokenizer
-from asr.train import ctc_loss, normalized_utterances
 
 ROOT = Path(__file__).resolve().parent.parent
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -41,8 +44,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(
+    device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 10
+) -> float:
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
     a @ b  # warm-up
     sync(device)
     t0 = time.perf_counter()
@@ -77,48 +83,27 @@ def time_it(fn, repeats: int, device: torch.device) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--manifest", type=Path, default=ROOT / "examples/examples.jsonl")
-    parser.add_argument("-c", "--config", action="append", type=Path, default=None)
-    parser.add_argument("--batches", type=int, default=8, help="training batches to time")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--amp", action="store_true", help="bf16/fp16 autocast in the training step (CUDA only)"
-    )
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def measure(cfg, batches, device: torch.device, precision: PrecisionChoice, packed: bool) -> dict:
+    """Time full training steps and the recurrent layers alone under ``precision``."""
     torch.manual_seed(0)
-    device = torch.device(args.device)
-    use_amp = args.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-
-    cfg = load_config(args.config or [ROOT / "conf/model/small.yaml"], args.overrides)
     tok = Tokenizer()
-    utts = [u for u in normalized_utterances(str(args.manifest)) if not tok.oov_chars(u.text)]
-    dataset = SpeechDataset(utts, tok, cfg.features.sample_rate)
-    sampler = BucketBatchSampler(
-        dataset.durations(), cfg.data.batch_seconds, cfg.data.max_batch_size, seed=0
-    )
-    batches = [collate([dataset[i] for i in b]).to(device) for b in list(sampler)[: args.batches]]
     features = FeatureExtractor(cfg.features).to(device)
     model = AcousticModel(cfg.model, features.num_features, len(tok)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision.dtype == torch.float16)
 
     def step(batch):
         feats, feat_lens = features(batch.waves, batch.wav_lens)
         feats = spec_augment(feats, feat_lens, cfg.augment.specaug)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+        with precision.autocast(device):
             log_probs, out_lens = model(feats, feat_lens)
-        loss = ctc_loss(log_probs, out_lens, batch)
+        loss = ctc_loss(log_probs, out_lens, batch.targets, batch.target_lens)
         optimizer.zero_grad()
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
 
     step(batches[0])  # warm-up
     audio = sum(float(b.wav_lens.sum()) for b in batches) / cfg.features.sample_rate
@@ -140,12 +125,13 @@ def main() -> None:
 
         def ours(x=x, out_lens=out_lens):
             h = x.requires_grad_()
-            for layer in model.rnns:
-                h = layer(h, out_lens)
-            h.sum().backward()
+            with precision.autocast(device):
+                for layer in model.rnns:
+                    h = layer(h, out_lens)
+            h.float().sum().backward()
 
         ours_time += time_it(ours, 2, device)
-        if cfg.model.bidirectional:
+        if packed and cfg.model.bidirectional and cfg.model.rnn_type == "lstm":
             packed_rnns = [
                 nn.LSTM(
                     layer.fwd.input_size,
@@ -153,53 +139,115 @@ def main() -> None:
                     batch_first=True,
                     bidirectional=True,
                 ).to(device)
-                if cfg.model.rnn_type == "lstm"
-                else None
                 for layer in model.rnns
             ]
-            if all(packed_rnns):
 
-                def packed(x=x, out_lens=out_lens, packed_rnns=packed_rnns):
-                    h = x.requires_grad_()
-                    for rnn in packed_rnns:
-                        p = nn.utils.rnn.pack_padded_sequence(
-                            h, out_lens.cpu(), batch_first=True, enforce_sorted=False
-                        )
-                        h, _ = nn.utils.rnn.pad_packed_sequence(
-                            rnn(p)[0], batch_first=True, total_length=x.shape[1]
-                        )
-                    h.sum().backward()
+            def run_packed(x=x, out_lens=out_lens, packed_rnns=packed_rnns):
+                h = x.requires_grad_()
+                for rnn in packed_rnns:
+                    p = nn.utils.rnn.pack_padded_sequence(
+                        h, out_lens.cpu(), batch_first=True, enforce_sorted=False
+                    )
+                    h, _ = nn.utils.rnn.pad_packed_sequence(
+                        rnn(p)[0], batch_first=True, total_length=x.shape[1]
+                    )
+                h.sum().backward()
 
-                packed_time += time_it(packed, 2, device)
-
-    peak = matmul_gflops(device)
-    ours_gflops = flops / ours_time / 1e9
+            packed_time += time_it(run_packed, 2, device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(
-        f"model: {n_params / 1e6:.2f}M parameters ({cfg.model.num_layers} x {cfg.model.rnn_type} "
-        f"{cfg.model.hidden_size}, subsample {cfg.model.subsample} x{cfg.model.subsample_factor}); "
-        f"{len(batches)} batches, {audio:.1f} s of audio from {args.manifest}; "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}; device {device_name(device)}"
-        + (f", {amp_dtype} autocast in the training step" if use_amp else "")
+    return {
+        "params": n_params,
+        "audio": audio,
+        "step": audio / train_time,
+        "rnn": flops / ours_time / 1e9,
+        "packed": flops / packed_time / 1e9 if packed_time else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    print()
-    print(f"| {'measure':<46} | {'value':>12} | {'vs fp32 matmul':>14} |")
-    print(f"|{'-' * 48}|{'-' * 14}|{'-' * 16}|")
-    print(f"| {'float32 matmul 2048x2048 (baseline), GFLOP/s':<46} | {peak:12.1f} | {'1.00':>14} |")
-    print(
-        f"| {'RNN layers, fwd+bwd, ours (exact dense), GFLOP/s':<46} | {ours_gflops:12.1f} | {ours_gflops / peak:14.2f} |"
+    parser.add_argument("--manifest", type=Path, default=ROOT / "examples/examples.jsonl")
+    parser.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        type=Path,
+        default=None,
+        help="a model config to measure; repeat for several (each measured on its own)",
     )
-    if packed_time:
-        g = flops / packed_time / 1e9
-        print(
-            f"| {'RNN layers, fwd+bwd, packed bi-LSTM, GFLOP/s':<46} | {g:12.1f} | {g / peak:14.2f} |"
+    parser.add_argument("--batches", type=int, default=8, help="training batches to time")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--precisions",
+        default="fp32,bf16",
+        help="comma-separated precisions to compare (fp32 first: the speed-up baseline)",
+    )
+    parser.add_argument("--no-packed", action="store_true", help="skip the packed-LSTM comparison")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    choices = [resolve_precision(p.strip(), device) for p in args.precisions.split(",")]
+    peaks = {c.name: matmul_gflops(device, c.dtype or torch.float32) for c in choices}
+
+    configs = args.config or [ROOT / "conf/model/small.yaml"]
+    tok = Tokenizer()
+    utts = [u for u in normalized_utterances(str(args.manifest)) if not tok.oov_chars(u.text)]
+    print(
+        f"{args.batches} batches from {args.manifest}; {torch.get_num_threads()} threads, torch "
+        f"{torch.__version__}; device {device_name(device)}; "
+        + ", ".join(f"{c.name}: {c.reason}" for c in choices)
+    )
+    for path in configs:
+        cfg = load_config([path], args.overrides)
+        dataset = SpeechDataset(utts, tok, cfg.features.sample_rate)
+        sampler = BucketBatchSampler(
+            dataset.durations(), cfg.data.batch_seconds, cfg.data.max_batch_size, seed=0
         )
-    print(
-        f"| {'full training step, audio seconds per second':<46} | {audio / train_time:12.1f} | {'':>14} |"
-    )
-    if packed_time:
+        batches = [
+            collate([dataset[i] for i in b]).to(device) for b in list(sampler)[: args.batches]
+        ]
+        results = {
+            c.name: measure(cfg, batches, device, c, packed=not args.no_packed and i == 0)
+            for i, c in enumerate(choices)
+        }
+        first = results[choices[0].name]
+        print()
         print(
-            f"\nours is {packed_time / ours_time:.2f}x faster than packed sequences on these batches"
+            f"{path.stem}: {first['params'] / 1e6:.2f}M parameters ({cfg.model.num_layers} x "
+            f"{cfg.model.rnn_type} {cfg.model.hidden_size}, subsample {cfg.model.subsample} "
+            f"x{cfg.model.subsample_factor}); {first['audio']:.1f} s of audio"
+        )
+        names = list(results)
+        print("| measure | " + " | ".join(names) + " |")
+        print("|---|" + "---|" * len(names))
+        print(
+            "| matmul 2048x2048 peak, GFLOP/s | "
+            + " | ".join(f"{peaks[n]:.0f}" for n in names)
+            + " |"
+        )
+        print(
+            "| RNN layers fwd+bwd (ours, exact), GFLOP/s (of that peak) | "
+            + " | ".join(
+                f"{results[n]['rnn']:.0f} ({results[n]['rnn'] / peaks[n]:.2f})" for n in names
+            )
+            + " |"
+        )
+        if first["packed"]:
+            print(
+                f"| RNN layers fwd+bwd, packed bi-LSTM, GFLOP/s | {first['packed']:.0f} "
+                f"({first['packed'] / peaks[names[0]]:.2f}) |" + " - |" * (len(names) - 1)
+            )
+        print(
+            "| full training step, audio s/s (speed-up) | "
+            + " | ".join(
+                f"{results[n]['step']:.0f} ({results[n]['step'] / first['step']:.2f}x)"
+                for n in names
+            )
+            + " |"
         )
 
 

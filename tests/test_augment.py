@@ -1,10 +1,14 @@
+import dataclasses
+
 import pytest
 import torch
 
 from asr.augment import (
     JoiningCollate,
+    NoiseBank,
     WaveAugment,
     add_noise,
+    mix_at_snr,
     narrowband,
     pad_with_pauses,
     speed_perturb,
@@ -103,6 +107,9 @@ def test_wave_augment_is_seeded_and_bounded():
         ("speed_factors", [0.0, 1.0], "augment.speed_factors must be positive"),
         ("join_prob", 2.0, "augment.join_prob must be in"),
         ("join_pause", [1.0, 0.5], "augment.join_pause must be"),
+        ("real_noise_prob", 1.5, "augment.real_noise_prob must be in"),
+        ("real_noise_prob", 0.5, "augment.real_noise_prob > 0 needs augment.noise_sources"),
+        ("real_noise_snr_db", [20.0, 5.0], "augment.real_noise_snr_db must be"),
     ],
 )
 def test_bad_augment_values_are_named(key, value, message):
@@ -152,8 +159,8 @@ def test_joined_groups_of_up_to_join_max():
         AugmentConfig(join_prob=1.0, join_pause=[0.2, 0.3], join_max=4), sr, space
     )
     sizes = set()
-    for _ in range(12):
-        joined = collate_fn(ex)
+    for k in range(12):  # batches of other seeds (as the sampler gives): other group sizes
+        joined = collate_fn([dataclasses.replace(e, seed=k) for e in ex])
         groups = [ident.split("+") for ident in joined.ids]
         assert [u for g in groups for u in g] == [e.id for e in ex]  # every utterance, in order
         lengths = [len(g) for g in groups]
@@ -186,3 +193,65 @@ def test_joined_groups_of_up_to_join_max():
         float(quiet.waves[k, sr // 4 : sr // 4 + 3000].pow(2).mean().sqrt()) for k in range(20)
     ]
     assert min(pauses) < 0.1 * 10 ** (-20 / 20) and max(pauses) <= 0.11
+
+
+def _noise_files(folder):
+    """Two 'recordings': a hum at 8 kHz (resampled on reading) and a quiet hiss, in subfolders."""
+    from tests.conftest import tone, write_audio
+
+    write_audio(folder / "a" / "hum.wav", tone(0.5, 8_000, freq=100.0), 8_000)
+    write_audio(folder / "b" / "hiss.flac", tone(0.25, 16_000, amp=0.0), 16_000)
+    (folder / "notes.txt").write_text("not audio")
+    return folder
+
+
+def test_noise_bank_reads_folders_and_manifests_and_loops_short_clips(tmp_path):
+    bank = NoiseBank(str(_noise_files(tmp_path / "noise")), 16_000)
+    assert len(bank) == 2 and [p.rsplit("/", 1)[1] for p in bank.paths] == ["hum.wav", "hiss.flac"]
+    assert len(bank.wave(0)) == 8_000  # 0.5 s at 16 kHz
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):  # longer than either clip: looped to the length asked
+        assert bank.sample(40_000, g).shape == (40_000,)
+    manifest = tmp_path / "noise.jsonl"
+    manifest.write_text('{"id": "n", "audio": "noise/a/hum.wav", "duration": 0.5, "text": ""}\n')
+    assert NoiseBank(f"{manifest}, ", 16_000).paths == [str(tmp_path / "noise/a/hum.wav")]
+    with pytest.raises(FileNotFoundError, match="augment.noise_sources: .*missing"):
+        NoiseBank(str(tmp_path / "missing"), 16_000)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no audio files"):
+        NoiseBank(str(tmp_path / "empty"), 16_000)
+
+
+def test_real_noise_is_mixed_at_the_asked_snr(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    wave = torch.randn(32_000, generator=g) * 0.1
+    noise = torch.sin(torch.arange(32_000) * 0.05) * 3.0
+    for snr in (0.0, 10.0, 25.0):
+        mixed = mix_at_snr(wave, noise, snr)
+        got = 10 * torch.log10(wave.pow(2).mean() / (mixed - wave).pow(2).mean())
+        assert abs(float(got) - snr) < 1e-3
+    assert torch.equal(mix_at_snr(wave, torch.zeros(32_000), 5.0), wave)  # silence adds nothing
+    cfg = AugmentConfig(
+        noise_sources=str(_noise_files(tmp_path / "noise")),
+        real_noise_prob=1.0,
+        real_noise_snr_db=[10.0, 10.0],
+        spec_augment=False,
+    )
+    augment = WaveAugment(cfg, 16_000)
+    out = augment(wave, 0)
+    assert out.shape == wave.shape and not torch.equal(out, wave)
+    snr = 10 * torch.log10(wave.pow(2).mean() / (out - wave).pow(2).mean())
+    assert abs(float(snr) - 10.0) < 1e-3
+    off = WaveAugment(AugmentConfig(noise_sources=cfg.noise_sources), 16_000)
+    assert off.noise_bank is None and torch.equal(off(wave, 0), wave)  # prob 0: never read
+
+
+def test_a_batch_is_joined_the_same_way_for_the_same_seed():
+    """The joining draw is a function of the batch's seed: a resumed run joins as an unbroken one."""
+    sr, space = 16_000, 1
+    ex = [Example(f"u{i}", 0.1 * torch.randn(4_000), [i + 2], f"w{i}", seed=7) for i in range(9)]
+    collate_fn = JoiningCollate(AugmentConfig(join_prob=0.5, join_max=4), sr, space)
+    first = collate_fn(ex)
+    torch.manual_seed(123)  # whatever the global generator did in between
+    again = collate_fn(ex)
+    assert first.ids == again.ids and torch.equal(first.waves, again.waves)

@@ -45,7 +45,15 @@ def test_manifest_round_trip_with_relative_paths(tmp_path):
         ),
         (
             '{"id": "x", "audio": "a.wav", "duration": "long", "text": "a"}',
-            "line 2: 'duration' and 'offset' must be numbers",
+            "line 2: 'duration' must be a number of seconds, got 'long'",
+        ),
+        (
+            '{"id": "x", "audio": "a.wav", "duration": true, "text": "a"}',
+            "line 2: 'duration' must be a number of seconds, got True",
+        ),
+        (
+            '{"id": "x", "audio": "a.wav", "duration": 1, "offset": -2.5, "text": "a"}',
+            "line 2: 'offset' must be 0 or more seconds, got -2.5",
         ),
         (
             '{"id": "x", "audio": "a.wav", "duration": 1, "text": "a", "colour": 1}',
@@ -74,15 +82,18 @@ def test_ctc_min_frames():
     assert ctc_min_frames([]) == 0
 
 
-def test_filter_counts_every_drop():
+def test_filter_counts_every_drop(tmp_path):
     tok = Tokenizer()
+    a = str(tmp_path / "a.wav")
+    open(a, "wb").close()  # only its existence is checked here
     utts = [
-        Utterance("ok", "a.wav", 1.0, "hello"),
-        Utterance("long", "a.wav", 40.0, "hello"),
-        Utterance("short", "a.wav", 0.01, "hello"),
-        Utterance("oov", "a.wav", 1.0, "route 66"),
-        Utterance("empty", "a.wav", 1.0, ""),
-        Utterance("cramped", "a.wav", 0.1, "a very long transcript indeed"),
+        Utterance("ok", a, 1.0, "hello"),
+        Utterance("long", a, 40.0, "hello"),
+        Utterance("short", a, 0.01, "hello"),
+        Utterance("oov", a, 1.0, "route 66"),
+        Utterance("empty", a, 1.0, ""),
+        Utterance("cramped", a, 0.1, "a very long transcript indeed"),
+        Utterance("gone", str(tmp_path / "gone.wav"), 1.0, "hello"),
     ]
     kept, report = filter_utterances(utts, tok, 0.05, 30.0, out_frames=lambda s: int(s * 33))
     assert [u.id for u in kept] == ["ok"]
@@ -92,7 +103,8 @@ def test_filter_counts_every_drop():
         report.oov,
         report.empty_text,
         report.no_room_for_ctc,
-    ) == (1, 1, 1, 1, 1)
+        len(report.missing_audio),
+    ) == (1, 1, 1, 1, 1, 1)
     assert report.oov_chars["6"] == 2
     assert "too short for their transcript" in report.summary("train")
 

@@ -114,6 +114,42 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, example_manifest,
     assert "resumed from" in (broken / "train.log").read_text()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_resume_is_exact_with_loader_workers_and_augmentation(
+    tmp_path, example_manifest, monkeypatch, workers
+):
+    """As above, with loader workers drawing speed, noise and joins, and SpecAugment on."""
+    import asr.train as T
+
+    over = {
+        "train.epochs": 3,
+        "data.num_workers": workers,
+        "augment.spec_augment": True,
+        "augment.speed_factors": "[0.9,1.0,1.1]",
+        "augment.noise_prob": 0.5,
+        "augment.join_prob": 0.5,
+        "augment.pad_prob": 0.5,
+    }
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    train(_cfg(example_manifest, **over), straight, progress=False)
+    real_plot = T.plot_history
+
+    def crash_after_epoch_1(history, path):
+        real_plot(history, path)
+        if len(history) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "plot_history", crash_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(example_manifest, **over), broken, progress=False)
+    monkeypatch.setattr(T, "plot_history", real_plot)
+    train(_cfg(example_manifest, **over), broken, progress=False)
+    a = load_model(straight / "last.pt").model.state_dict()
+    b = load_model(broken / "last.pt").model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_schedule_warms_up_then_decays():
     f = lr_lambda(warmup_steps=10, total_steps=110, min_ratio=0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
@@ -131,7 +167,7 @@ def test_missing_manifests_are_named(tmp_path):
 
 @pytest.mark.gpu
 def test_cuda_mixed_precision_training_and_padding(tmp_path, example_manifest):
-    cfg = _cfg(example_manifest, **{"train.epochs": 2, "train.device": "cuda", "train.amp": True})
+    cfg = _cfg(example_manifest, **{"train.epochs": 2, "train.device": "cuda", "train.precision": "auto"})
     record = train(cfg, tmp_path, progress=False)
     assert math.isfinite(record["train_loss"])
     rec = load_model(tmp_path / "last.pt", device="cuda")

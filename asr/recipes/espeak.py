@@ -23,10 +23,10 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from asr.audio import SAMPLE_RATE
 from asr.data import Utterance, read_manifest
 from asr.recipes.common import PrepareSummary
 
-SAMPLE_RATE = 16_000
 # eSpeak NG's English accents (mbrola voices need another program and are left out)
 LANGUAGES = (
     "en-us",
