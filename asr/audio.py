@@ -24,10 +24,94 @@ class AudioError(ValueError):
     """An audio file that is missing, unreadable, empty or holds non-finite samples."""
 
 
+# sample rates a real recording can have; a header outside them is forged or corrupt (a rate of
+# 2**31 Hz would make resampling allocate tens of gigabytes before anything else fails)
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
+MAX_CHANNELS = 64
+_PCM_BYTES = {
+    "PCM_S8": 1,
+    "PCM_U8": 1,
+    "PCM_16": 2,
+    "PCM_24": 3,
+    "PCM_32": 4,
+    "FLOAT": 4,
+    "DOUBLE": 8,
+    "ULAW": 1,
+    "ALAW": 1,
+}
+
+
+_UNCOMPRESSED = {"WAV", "WAVEX", "W64", "RF64", "AIFF", "AU", "NIST", "RAW", "IRCAM", "VOC"}
+
+
+class AudioWarning(UserWarning):
+    """A file that is read, but not as its header describes it (e.g. truncated)."""
+
+
+def check_header(path: Path, info) -> None:
+    """Refuse a header that no real recording has, before any sample is read or allocated.
+
+    Raises:
+        AudioError: a sample rate outside [1 kHz, 768 kHz], no channels or more than 64, or
+            (uncompressed PCM) more samples than the file's size can hold.
+    """
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{path}: header claims a sample rate of {info.samplerate} Hz (a real recording has "
+            f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz): corrupt or forged"
+        )
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise AudioError(f"{path}: header claims {info.channels} channels: corrupt or forged")
+    width = _PCM_BYTES.get(info.subtype) if info.format in _UNCOMPRESSED else None
+    if width and info.frames * info.channels * width > path.stat().st_size:
+        raise AudioError(
+            f"{path}: header claims {info.frames} frames, more than its {path.stat().st_size} "
+            f"bytes can hold: corrupt or forged"
+        )
+
+
+def _wav_data_shortfall(path: Path) -> int:
+    """Bytes a RIFF/WAVE file's ``data`` chunk declares beyond the end of the file (0 if none)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return 0
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return 0
+                size = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"data":
+                    if size == 0xFFFFFFFF:  # streamed WAV: size unknown by design
+                        return 0
+                    return max(0, f.tell() + size - path.stat().st_size)
+                f.seek(size + (size & 1), 1)
+    except OSError:
+        return 0
+
+
 def _read(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
     """Read ``path`` as float32 (frames, channels) with its native sample rate."""
+    if offset < 0 or (duration is not None and duration <= 0):
+        raise AudioError(f"{path}: offset must be >= 0 and duration > 0 (got {offset}, {duration})")
     try:
         info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        info = None
+    if info is not None:
+        check_header(path, info)
+        shortfall = _wav_data_shortfall(path)
+        if shortfall:
+            warnings.warn(
+                f"{path}: truncated: its header declares {shortfall} bytes of audio more than the "
+                f"file holds; reading what is there",
+                AudioWarning,
+                stacklevel=3,
+            )
+    try:
+        if info is None:
+            raise RuntimeError("soundfile cannot read it")
         start = int(round(offset * info.samplerate))
         frames = -1 if duration is None else int(round(duration * info.samplerate))
         data, rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
@@ -44,6 +128,11 @@ def _read(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray
         except Exception as exc:  # librosa/audioread raise many types; all mean "unreadable"
             raise AudioError(
                 f"{path}: cannot read audio (soundfile: {sf_error}; librosa: {exc})"
+            ) from None
+        if not MIN_SAMPLE_RATE <= int(rate) <= MAX_SAMPLE_RATE:
+            raise AudioError(
+                f"{path}: header claims a sample rate of {int(rate)} Hz (a real recording has "
+                f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz): corrupt or forged"
             ) from None
         data = np.atleast_2d(np.asarray(data, dtype=np.float32)).T  # (channels, N) -> (N, channels)
         return data, int(rate)
@@ -94,10 +183,12 @@ def audio_duration(path: str | Path) -> float:
         raise AudioError(f"{path}: audio file not found")
     try:
         info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        info = None
+    if info is not None:
+        check_header(path, info)
         if info.frames > 0:
             return info.frames / info.samplerate
-    except (sf.LibsndfileError, RuntimeError, TypeError):
-        pass
     data, rate = _read(path, 0.0, None)
     return data.shape[0] / rate
 
@@ -128,6 +219,7 @@ def read_windows(
             yield lo, wave[lo : start + chunk + pad]
         return
     with f:
+        check_header(path, f)
         native = f.samplerate
         total = int(f.frames * sample_rate / native)
         if f.frames <= 0:

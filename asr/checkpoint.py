@@ -27,16 +27,48 @@ class ModelFileError(ValueError):
     """A file that is not a readable asr model or checkpoint."""
 
 
+class SaveError(ValueError):
+    """A model file or checkpoint that could not be written (a full disk, no permission)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete ``.NAME.tmpPID`` files beside ``path`` left by writers that were killed."""
+    for tmp in path.parent.glob(f".{path.name}.tmp*"):
+        pid = tmp.name.rsplit(".tmp", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file.
+
+    Raises:
+        SaveError: the file could not be written (the disk is full, ...); ``path`` as it was
+            before is kept, and the temporary file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         torch.save(obj, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+        raise SaveError(f"{path}: cannot write it ({reason}); {kept}") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -67,6 +99,10 @@ def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # neither torch's zip archive nor a pickle
+        raise ModelFileError(f"{path}: not a model file (neither a torch archive nor a pickle)")
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -75,8 +111,8 @@ def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: refused to load: the file holds objects other than tensors and plain values "
             f"(it was not written by asr; loading it could run code). {first}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: not a readable model file ({exc})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path}: not a readable model file ({exc!r})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not an asr model file (no '{FORMAT}' format marker)")
     if record.get("version") != VERSION:

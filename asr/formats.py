@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -119,5 +120,19 @@ def to_textgrid(words: list[Word], duration: float) -> str:
     return "\n".join(out) + "\n"
 
 
-def output_path(audio: Path, out_dir: Path, fmt: str) -> Path:
-    return out_dir / f"{audio.stem}.{fmt}"
+def output_paths(audios: list[Path], out_dir: Path, fmt: str) -> dict[Path, Path]:
+    """Where each input's transcript goes: ``OUT/<name>.<fmt>``, or, when two inputs share a
+    name (``a/x.wav`` and ``b/x.wav``, or ``x.wav`` and ``x.flac``), their paths below the inputs'
+    common folder, mirrored under ``OUT`` (``OUT/a/x.txt``, ``OUT/b/x.txt``; ``x.wav.txt``), so no
+    transcript overwrites another."""
+    flat = {a: out_dir / f"{a.stem}.{fmt}" for a in audios}
+    if len(set(flat.values())) == len(flat):
+        return flat
+    resolved = [a.resolve() for a in audios]
+    common = Path(os.path.commonpath([r.parent for r in resolved]))
+    out = {
+        a: out_dir / r.relative_to(common).with_suffix(f".{fmt}") for a, r in zip(audios, resolved)
+    }
+    if len(set(out.values())) < len(out):  # same folder and stem, other extensions
+        out = {a: out_dir / f"{r.relative_to(common)}.{fmt}" for a, r in zip(audios, resolved)}
+    return out

@@ -7,10 +7,13 @@ Relative audio paths are relative to the manifest's folder. A ``split`` field, w
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from asr.data import Utterance
 from asr.recipes.common import PrepareSummary
+
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
 
 
 def prepare(manifest: Path) -> PrepareSummary:
@@ -50,5 +53,10 @@ def prepare(manifest: Path) -> PrepareSummary:
                 str(record.get("speaker", "")),
                 float(record.get("offset", 0.0)),
             )
-            summary.splits.setdefault(str(record.get("split", "all")), []).append(utt)
+            split = str(record.get("split", "all"))
+            if not SPLIT_NAME.fullmatch(split):
+                # the split names an output file: never a path out of --out
+                summary.skip(where, f"'split' must be a plain name (letters, digits, - _ .), got {split!r}")
+                continue
+            summary.splits.setdefault(split, []).append(utt)
     return summary
