@@ -96,14 +96,8 @@ def align(
     )
     path, scores = path[0], scores[0]  # (T,), (T,)
     # token spans: consecutive frames of one label (a repeated label is split by a blank)
-    spans: list[tuple[int, int]] = []
-    prev = tokenizer.blank_id
-    for t, label in enumerate(path.tolist()):
-        if label != tokenizer.blank_id and (label != prev or not spans):
-            spans.append((t, t + 1))
-        elif label != tokenizer.blank_id:
-            spans[-1] = (spans[-1][0], t + 1)
-        prev = label
+    merged = AF.merge_tokens(path, scores.exp(), blank=tokenizer.blank_id)
+    spans = [(span.start, span.end) for span in merged]
     assert len(spans) == len(flat), (len(spans), len(flat))
     last = offset + (frames * frame_seconds if duration is None else duration)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -432,7 +431,7 @@ def _plot(rec, wave, log_probs, words, path: Path, title: str) -> None:
 def cmd_align(args: argparse.Namespace) -> int:
     from asr.align import align
     from asr.audio import load_audio
-    from asr.formats import to_textgrid
+    from asr.formats import render_alignment
     from asr.text import normalize_text
     from asr.transcribe import load_model
     from asr.vad import frame_energies_db
@@ -466,29 +465,7 @@ def cmd_align(args: argparse.Namespace) -> int:
             args.plot,
             f"{args.audio} (forced alignment)",
         )
-    if args.format == "json":
-        from dataclasses import asdict
-
-        out = (
-            json.dumps(
-                {
-                    "file": str(args.audio),
-                    "duration": duration,
-                    "words": [asdict(w) for w in words],
-                },
-                ensure_ascii=False,
-                indent=1,
-            )
-            + "\n"
-        )
-    elif args.format == "tsv":
-        rows = ["start\tend\tunit\tlabel"]
-        for w in words:
-            rows.append(f"{w.start:.3f}\t{w.end:.3f}\tword\t{w.word}")
-            rows += [f"{c.start:.3f}\t{c.end:.3f}\tchar\t{c.char}" for c in w.chars]
-        out = "\n".join(rows) + "\n"
-    else:
-        out = to_textgrid(words, duration)
+    out = render_alignment(words, duration, args.format, str(args.audio))
     if args.out:
         args.out.write_text(out, encoding="utf-8")
         print(f"wrote {args.out}")

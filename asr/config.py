@@ -204,7 +204,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    # decoding is not part of a training config: a decoder config is its own YAML (a 'decoder:'
+    # section, as `asr lm tune` writes; load_decoder_config)
 
 
 def _check_value(key: str, value: Any, annotation: Any, where: str) -> Any:

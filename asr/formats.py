@@ -120,6 +120,23 @@ def to_textgrid(words: list[Word], duration: float) -> str:
     return "\n".join(out) + "\n"
 
 
+def render_alignment(words: list[Word], duration: float, fmt: str, audio: str) -> str:
+    """A forced alignment (``asr align``) as ``json`` (words with their characters), ``tsv``
+    (a row per word and per character) or ``textgrid`` (Praat)."""
+    if fmt == "json":
+        record = {"file": audio, "duration": duration, "words": [asdict(w) for w in words]}
+        return json.dumps(record, ensure_ascii=False, indent=1) + "\n"
+    if fmt == "tsv":
+        rows = ["start\tend\tunit\tlabel"]
+        for w in words:
+            rows.append(f"{w.start:.3f}\t{w.end:.3f}\tword\t{w.word}")
+            rows += [f"{c.start:.3f}\t{c.end:.3f}\tchar\t{c.char}" for c in w.chars]
+        return "\n".join(rows) + "\n"
+    if fmt == "textgrid":
+        return to_textgrid(words, duration)
+    raise ValueError(f"unknown alignment format {fmt!r} (json, tsv, textgrid)")
+
+
 def output_paths(audios: list[Path], out_dir: Path, fmt: str) -> dict[Path, Path]:
     """Where each input's transcript goes: ``OUT/<name>.<fmt>``, or, when two inputs share a
     name (``a/x.wav`` and ``b/x.wav``, or ``x.wav`` and ``x.flac``), their paths below the inputs'
