@@ -57,9 +57,14 @@ def test_defaults_are_not_shared():
 
 
 def test_shipped_configs_load():
+    from asr.config import load_decoder_config
     from tests.conftest import ROOT
 
     for path in sorted((ROOT / "conf").rglob("*.yaml")) + sorted(
         (ROOT / "recipes").rglob("*.yaml")
     ):
-        load_config([path])
+        if path.name == "decoder.yaml":  # a decoder config: its own schema
+            load_decoder_config(path)
+        else:
+            load_config([path])
+    load_decoder_config(ROOT / "asr/pretrained/decoder.yaml")
