@@ -28,7 +28,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         default=[],
         type=Path,
         help="YAML file of values to set (repeatable; later files win). "
-        f"Model sizes: {CONF_DIR}/model/{{tiny,small,large}}.yaml",
+        f"Model sizes: {CONF_DIR}/model/{{tiny,small,medium,large}}.yaml",
     )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.epochs=10")
 

@@ -139,7 +139,8 @@ class Recognizer:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        # the front end's window and filterbank: a quantized model has no float parameters
+        return next(self.features.buffers()).device
 
     def to(self, device: str | torch.device) -> Recognizer:
         self.features.to(device)

@@ -11,7 +11,8 @@ held-out audio, file by file as a user's ``asr transcribe`` runs them (audio loa
 alignment included) and in batches of 16 files; greedy WER on those utterances (so a faster path
 is seen to be as exact); then the peak resident memory of a child process transcribing a
 60-minute file joined from those utterances, next to the peak of one transcribing a single
-utterance (the baseline, measured in the same run).
+utterance (the baseline, measured in the same run), both with the model's default decoding (for
+the bundled model, beam search with its LM).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 from asr.audio import load_audio
 from asr.config import load_decoder_config
 from asr.data import normalized_utterances
-from asr.decode import build_decoder
+from asr.decode import GreedyDecoder, build_decoder
 from asr.metrics import score
 from asr.transcribe import load_model
 
@@ -80,7 +81,8 @@ def peak_rss(path: Path, model: str, device: str, precision: str) -> tuple[float
 
 def greedy_wer(model, utts) -> float:
     refs, hyps = [], []
-    results = dict(model.transcribe_files([u.audio for u in utts], word_timestamps=False))
+    greedy = GreedyDecoder(model.tokenizer)
+    results = dict(model.transcribe_files([u.audio for u in utts], greedy, word_timestamps=False))
     for u in utts:
         refs.append(u.text)
         hyps.append(results[Path(u.audio)].text)
@@ -117,7 +119,7 @@ def main() -> None:
         + "; ".join(f"{n}: {r}" for n, r in chosen.items())
     )
     rows: dict[str, dict[str, float]] = {}
-    decoders = [("greedy", None)]
+    decoders = [("greedy", GreedyDecoder(first.tokenizer))]
     if args.decoder_config:
         cfg = load_decoder_config(args.decoder_config)
         decoders.append(
@@ -165,9 +167,9 @@ def main() -> None:
             seconds, long_mb, words = peak_rss(long, args.model, args.device, pname)
             rows.setdefault("peak RSS, one utterance (baseline), MB", {})[pname] = base_mb
             rows.setdefault(f"peak RSS, {args.minutes:.0f}-minute file, MB", {})[pname] = long_mb
-            rows.setdefault(f"{args.minutes:.0f}-minute file: audio s per s", {})[pname] = (
-                args.minutes * 60 / seconds
-            )
+            rows.setdefault(f"{args.minutes:.0f}-minute file, default decoding: audio s per s", {})[
+                pname
+            ] = args.minutes * 60 / seconds
     print()
     print("| measure | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))

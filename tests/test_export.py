@@ -27,7 +27,7 @@ def test_torchscript_matches_pytorch(model_file, tmp_path):
     )
     extra = {"tokens.json": ""}
     scripted = torch.jit.load(str(out), _extra_files=extra)
-    rec = load_model(model_file)
+    rec = load_model(model_file, precision="fp32")  # the exported graphs compute in float32
     waves, lens = _inputs()
     expected, expected_lens = rec.log_probs(waves, lens)
     got, got_lens = scripted(waves, lens)
@@ -42,7 +42,7 @@ def test_onnx_matches_pytorch(model_file, tmp_path):
     out = tmp_path / "model.onnx"
     assert main(["export", "--model", str(model_file), "--format", "onnx", "--out", str(out)]) == 0
     session = ort.InferenceSession(str(out))
-    rec = load_model(model_file)
+    rec = load_model(model_file, precision="fp32")  # the exported graphs compute in float32
     waves, lens = _inputs()
     expected, expected_lens = rec.log_probs(waves, lens)
     got, got_lens = session.run(None, {"waves": waves.numpy(), "wav_lens": lens.numpy()})
