@@ -82,7 +82,7 @@ def check_lexicon(path: str, tokenizer: Tokenizer) -> None:
     """Raise naming the file and line if a lexicon entry is malformed or spells with unknown tokens."""
     known = set(tokenizer.tokens) | {SIL_TOKEN}
     try:
-        lines = open(path, encoding="utf-8").read().splitlines()
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise DecoderError(
             f"{path}: not a lexicon (not UTF-8 text: {exc.reason} at byte {exc.start})"

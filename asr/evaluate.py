@@ -41,7 +41,7 @@ def scoring_utterances(
     utts: list[Utterance] = []
     for path in (p.strip() for p in paths.split(",") if p.strip()):
         try:
-            lines = open(path, encoding="utf-8").read().splitlines()
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             raise ManifestError(f"{path}: manifest not found") from None
         except (UnicodeDecodeError, IsADirectoryError) as exc:

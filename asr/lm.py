@@ -400,21 +400,15 @@ def mix(first: NgramModel, second: NgramModel, weight: float) -> NgramModel:
     Each model gives its backed-off probability where it lacks an n-gram; the backoff weights of
     the result are renormalised (as SRILM's ``ngram -mix-lm`` approximates the exact mixture).
     """
-    words = list(first.words)
+    known = set(first.words)
+    words = [*first.words, *(w for w in second.words if w not in known)]
     index = {w: i for i, w in enumerate(words)}
-    for w in second.words:
-        index.setdefault(w, len(words))
-        if len(words) < len(index):
-            words.append(w)
     remap = np.array([index[w] for w in second.words], np.int32)
     order = max(first.order, second.order)
     union = {}
     for n in range(1, order + 1):
-        parts = [
-            g
-            for g in (first.grams.get(n), None if n not in second.grams else remap[second.grams[n]])
-            if g is not None
-        ]
+        parts = [first.grams[n]] if n in first.grams else []
+        parts += [remap[second.grams[n]]] if n in second.grams else []
         union[n] = _unique(np.concatenate(parts).astype(np.int32))[0]
     ids = []
     for model in (first, second):

@@ -86,31 +86,38 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, example_manifest):
         train(wider, tmp_path / "wider", progress=False)
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, example_manifest, monkeypatch):
-    """Stop a 3-epoch run after epoch 2 (as a crash would), resume it, compare with an unbroken run."""
+def _crash_then_resume(cfg, out, after_epoch, monkeypatch):
+    """Run ``cfg`` into ``out``, stopping after ``after_epoch`` epochs as a crash would (the
+    epoch's files written), then run it again: it resumes from ``last.pt``."""
     import asr.train as T
 
-    straight = tmp_path / "straight"
-    train(_cfg(example_manifest, **{"train.epochs": 3}), straight, progress=False)
-
-    broken = tmp_path / "broken"
     real_plot = T.plot_history
 
-    def crash_after_epoch_2(history, path):
+    def crash(history, path):
         real_plot(history, path)
-        if len(history) == 2:
+        if len(history) == after_epoch:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(T, "plot_history", crash_after_epoch_2)
+    monkeypatch.setattr(T, "plot_history", crash)
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(example_manifest, **{"train.epochs": 3}), broken, progress=False)
+        train(cfg, out, progress=False)
     monkeypatch.setattr(T, "plot_history", real_plot)
-    train(_cfg(example_manifest, **{"train.epochs": 3}), broken, progress=False)
+    train(cfg, out, progress=False)
 
-    a = load_model(straight / "last.pt").model.state_dict()
-    b = load_model(broken / "last.pt").model.state_dict()
+
+def _assert_same_weights(a_dir, b_dir):
+    a = load_model(a_dir / "last.pt").model.state_dict()
+    b = load_model(b_dir / "last.pt").model.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, example_manifest, monkeypatch):
+    """Stop a 3-epoch run after epoch 2 (as a crash would), resume it, compare with an unbroken run."""
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    train(_cfg(example_manifest, **{"train.epochs": 3}), straight, progress=False)
+    _crash_then_resume(_cfg(example_manifest, **{"train.epochs": 3}), broken, 2, monkeypatch)
+    _assert_same_weights(straight, broken)
     assert "resumed from" in (broken / "train.log").read_text()
 
 
@@ -119,8 +126,6 @@ def test_resume_is_exact_with_loader_workers_and_augmentation(
     tmp_path, example_manifest, monkeypatch, workers
 ):
     """As above, with loader workers drawing speed, noise and joins, and SpecAugment on."""
-    import asr.train as T
-
     over = {
         "train.epochs": 3,
         "data.num_workers": workers,
@@ -132,22 +137,8 @@ def test_resume_is_exact_with_loader_workers_and_augmentation(
     }
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     train(_cfg(example_manifest, **over), straight, progress=False)
-    real_plot = T.plot_history
-
-    def crash_after_epoch_1(history, path):
-        real_plot(history, path)
-        if len(history) == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(T, "plot_history", crash_after_epoch_1)
-    with pytest.raises(KeyboardInterrupt):
-        train(_cfg(example_manifest, **over), broken, progress=False)
-    monkeypatch.setattr(T, "plot_history", real_plot)
-    train(_cfg(example_manifest, **over), broken, progress=False)
-    a = load_model(straight / "last.pt").model.state_dict()
-    b = load_model(broken / "last.pt").model.state_dict()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    _crash_then_resume(_cfg(example_manifest, **over), broken, 1, monkeypatch)
+    _assert_same_weights(straight, broken)
 
 
 def test_schedule_warms_up_then_decays():
@@ -167,7 +158,9 @@ def test_missing_manifests_are_named(tmp_path):
 
 @pytest.mark.gpu
 def test_cuda_mixed_precision_training_and_padding(tmp_path, example_manifest):
-    cfg = _cfg(example_manifest, **{"train.epochs": 2, "train.device": "cuda", "train.precision": "auto"})
+    cfg = _cfg(
+        example_manifest, **{"train.epochs": 2, "train.device": "cuda", "train.precision": "auto"}
+    )
     record = train(cfg, tmp_path, progress=False)
     assert math.isfinite(record["train_loss"])
     rec = load_model(tmp_path / "last.pt", device="cuda")
