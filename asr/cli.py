@@ -271,7 +271,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--format", choices=["asr", "torchscript", "onnx"], default="asr")
     p.add_argument("--half", action="store_true", help="asr format: store weights as float16")
+    _add_serve(sub)
     return parser
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="an HTTP and WebSocket API, and a page to try it in a browser",
+        description="Serve transcription over HTTP: POST /v1/transcribe (multipart field 'file' or "
+        "the raw file; ?format=json|srt|vtt|txt), GET /v1/health, GET /v1/model, a WebSocket "
+        "/v1/stream of 16-bit PCM giving partial and final text, and a page at /. The model is "
+        "loaded once. Binds to 127.0.0.1 unless --host says otherwise; there is no "
+        "authentication. Needs the serve extra: pip install -e '.[serve]'.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", type=Path, default=None, help="model file (default: bundled)")
+    p.add_argument("--device", default="cpu")
+    _add_precision(p)
+    _add_decoder_args(p)
+    g = p.add_argument_group("limits")
+    g.add_argument("--max-upload-mb", type=float, default=25.0, help="largest body (default 25)")
+    g.add_argument(
+        "--max-duration",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="longest audio of a file or a stream (default 600)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="per request: upload, wait and decode (default 120); a silent stream is closed",
+    )
+    g.add_argument("--max-decodes", type=int, default=2, help="decodes at once (default 2)")
+    g.add_argument(
+        "--max-waiting",
+        type=int,
+        default=16,
+        help="requests waiting for a decode; more get 503 (default 16)",
+    )
+    g.add_argument("--max-streams", type=int, default=4, help="open streams (default 4)")
+    g.add_argument(
+        "--pause",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="streams: quiet after speech that makes the text before it final (default 0.5)",
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -496,6 +546,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from asr.transcribe import load_model
+
+    try:
+        from asr.serve import ServeConfig, StreamConfig, create_app, is_loopback, serve
+    except ImportError as exc:
+        raise ValueError(f"{exc}; asr serve needs its extra: pip install -e '.[serve]'") from None
+    cfg = ServeConfig(
+        max_upload_mb=args.max_upload_mb,
+        max_duration=args.max_duration,
+        timeout=args.timeout,
+        max_decodes=args.max_decodes,
+        max_waiting=args.max_waiting,
+        max_streams=args.max_streams,
+        stream=StreamConfig(pause_seconds=args.pause),
+    )
+    rec = load_model(args.model, device=args.device, precision=args.precision)
+    asked = (args.decoder, args.decoder_config, args.lm, args.beam_size, args.lexicon)
+    # one decoder per decode slot (beam search keeps its state in the decoder); None: the model's own
+    make_decoder = (
+        (lambda: _decoder(args, rec.tokenizer)) if any(x is not None for x in asked) else None
+    )
+    app = create_app(rec, cfg, make_decoder, args.model.name if args.model else "bundled")
+    if not is_loopback(args.host):
+        print(
+            f"asr serve: listening on {args.host}, reachable from other machines, with no "
+            "authentication",
+            file=sys.stderr,
+        )
+    print(f"asr serve: http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+    serve(app, args.host, args.port)
+    return 0
+
+
 def cmd_lm(args: argparse.Namespace) -> int:
     from asr import lm
 
@@ -627,6 +711,7 @@ COMMANDS = {
     "export": cmd_export,
     "lm": cmd_lm,
     "align": cmd_align,
+    "serve": cmd_serve,
 }
 
 

@@ -1,0 +1,561 @@
+"""The HTTP and WebSocket API and the page, as one Starlette application.
+
+``POST /v1/transcribe``: an audio file (multipart field ``file``, or the raw body) -> JSON with
+text, timed words and subtitle segments, or ``?format=srt|vtt|txt``. ``GET /v1/health``,
+``GET /v1/model``. ``WS /v1/stream``: 16-bit PCM in, partial and final transcripts out
+(:mod:`asr.serve.streaming`). ``GET /``: the page (``static/``).
+
+Every error is JSON, ``{"error": {"status": 413, "code": "too_large", "message": "..."}}``:
+
+====  ==================  =====================================================================
+400   bad_request         an empty body, a multipart body without a file, an unknown ``format``
+408   upload_timeout      the body did not arrive within the request timeout
+413   too_large           more bytes than ``max_upload_mb``, or audio longer than ``max_duration``
+415   unsupported_type    a Content-Type that is not audio (``audio/*``, octet-stream, multipart)
+422   unreadable_audio    a body that is not audio ``asr`` can read (the reader's own words)
+503   busy                every decode slot taken and the waiting line full, or no slot in time
+504   decode_timeout      the decode itself ran past the request timeout
+====  ==================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, audio_duration
+from asr.decode import GreedyDecoder
+from asr.formats import render, to_dict
+from asr.serve.slots import Busy, DecodeSlots, TimedOut
+from asr.serve.streaming import StreamConfig, StreamTranscriber
+from asr.transcribe import Decoder, Recognizer, Transcript
+
+log = logging.getLogger("asr.serve")
+
+STATIC = Path(__file__).parent / "static"
+RESPONSE_FORMATS = {
+    "json": "application/json",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+}
+# bodies taken as audio besides audio/*: what browsers and curl label recordings and files with
+RAW_AUDIO_TYPES = {"application/octet-stream", "video/webm", "video/ogg", "video/mp4"}
+SUFFIXES = {  # a raw body's Content-Type -> the temporary file's extension (for readers that care)
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "audio/wave": ".wav",
+    "audio/flac": ".flac",
+    "audio/ogg": ".ogg",
+    "audio/opus": ".opus",
+    "audio/mpeg": ".mp3",
+    "audio/mp4": ".m4a",
+    "audio/webm": ".webm",
+}
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+PAGE_POLICY = (  # the page loads nothing from elsewhere
+    "default-src 'self'; media-src 'self' blob:; connect-src 'self' ws: wss:; "
+    "img-src 'self' data:; style-src 'self'; script-src 'self'"
+)
+
+
+@dataclass
+class ServeConfig:
+    """The server's limits (defaults fit one modest machine; ``asr serve --help`` sets them).
+
+    Attributes:
+        max_upload_mb: the largest request body, in megabytes (10^6 bytes).
+        max_duration: the longest audio, in seconds, of a file or a stream.
+        timeout: seconds a request may take, upload, wait and decode together; a stream may stay
+            silent (send nothing) this long.
+        max_decodes: decodes running at once (each holds a decoder, and a copy of its LM).
+        max_waiting: requests that may wait for a decode; the next one gets 503.
+        max_streams: WebSocket streams open at once; the next one is refused (503).
+        stream: when a stream's text becomes final.
+    """
+
+    max_upload_mb: float = 25.0
+    max_duration: float = 600.0
+    timeout: float = 120.0
+    max_decodes: int = 2
+    max_waiting: int = 16
+    max_streams: int = 4
+    stream: StreamConfig = field(default_factory=StreamConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_mb", "max_duration", "timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"serve: {name} must be > 0, got {getattr(self, name)}")
+        for name, low in (("max_decodes", 1), ("max_waiting", 0), ("max_streams", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"serve: {name} must be >= {low}, got {getattr(self, name)}")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1e6)
+
+
+class ApiError(Exception):
+    """An error the client is told about: its HTTP status, a short code and a sentence."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    body = {"error": {"status": exc.status, "code": exc.code, "message": exc.message}}
+    return JSONResponse(body, exc.status, headers=exc.headers)
+
+
+def default_decoder_factory(rec: Recognizer) -> Callable[[], Decoder]:
+    """Builds what ``rec.transcribe`` decodes with by default: the bundled model's beam search
+    with its LM, other models' greedy decoding; a new one per call (threads cannot share one)."""
+    if rec.decoder_config is None:
+        return lambda: GreedyDecoder(rec.tokenizer)
+
+    def make() -> Decoder:
+        from asr.config import load_decoder_config
+        from asr.decode import build_decoder
+
+        return build_decoder(rec.tokenizer, load_decoder_config(rec.decoder_config))
+
+    return make
+
+
+def describe_decoder(decoder: Decoder) -> dict:
+    """What ``GET /v1/model`` says of a decoder (file names, not the server's paths)."""
+    cfg = getattr(decoder, "cfg", None)
+    if cfg is None:
+        return {"kind": "greedy"}
+    return {
+        "kind": "beam",
+        "beam_size": cfg.beam_size,
+        "beam_size_token": cfg.beam_size_token,
+        "beam_threshold": cfg.beam_threshold,
+        "lm": Path(cfg.lm).name if cfg.lm else None,
+        "lm_weight": cfg.lm_weight if cfg.lm else None,
+        "word_score": cfg.word_score,
+    }
+
+
+def create_app(
+    rec: Recognizer,
+    cfg: ServeConfig | None = None,
+    make_decoder: Callable[[], Decoder] | None = None,
+    model_name: str = "bundled",
+) -> Starlette:
+    """The application: ``rec`` loaded once, ``cfg.max_decodes`` decoders built now.
+
+    Args:
+        rec: the model (:func:`asr.transcribe.load_model`).
+        cfg: limits.
+        make_decoder: builds one decoder (``None``: :func:`default_decoder_factory`).
+        model_name: what ``GET /v1/model`` calls the model (its file name, or "bundled").
+    """
+    cfg = cfg or ServeConfig()
+    slots = DecodeSlots(
+        make_decoder or default_decoder_factory(rec), cfg.max_decodes, cfg.max_waiting
+    )
+    api = _Api(rec, cfg, slots, model_name)
+    routes = [
+        Route("/", api.page),
+        Route("/v1/health", api.health),
+        Route("/v1/model", api.model),
+        Route("/v1/transcribe", api.transcribe, methods=["POST"]),
+        WebSocketRoute("/v1/stream", api.stream),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(ApiError(exc.status_code, code, str(exc.detail), exc.headers))
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(exc)
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error_response(ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        slots.close()
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, ApiError: api_error, 500: internal_error},
+        lifespan=lifespan,
+    )
+    app.state.api = api
+    return app
+
+
+class _Api:
+    """The endpoints, around one model, its decode slots and the limits."""
+
+    def __init__(self, rec: Recognizer, cfg: ServeConfig, slots: DecodeSlots, model_name: str):
+        self.rec, self.cfg, self.slots, self.model_name = rec, cfg, slots, model_name
+        self.streams = 0  # WebSocket streams open now
+        self.started = time.time()
+
+    async def page(self, request: Request) -> Response:
+        headers = {"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"}
+        return FileResponse(STATIC / "index.html", headers=headers)
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "uptime_seconds": round(time.time() - self.started, 1),
+                "decodes_running": self.slots.active,
+                "decodes_waiting": self.slots.queued,
+                "streams_open": self.streams,
+            }
+        )
+
+    async def model(self, request: Request) -> Response:
+        rec = self.rec
+        return JSONResponse(
+            {
+                "model": self.model_name,
+                "parameters": sum(p.numel() for p in rec.model.parameters()),
+                "sample_rate": rec.sample_rate,
+                "frame_seconds": rec.frame_seconds,
+                "vocabulary": rec.tokenizer.tokens,
+                "vocabulary_size": len(rec.tokenizer),
+                "model_config": asdict(rec.model.cfg),
+                "features": asdict(rec.features.cfg),
+                "training": rec.info,
+                "decoder": describe_decoder(self.slots.first_decoder),
+                "device": str(rec.device),
+                "precision": rec.precision.name,
+                "limits": {
+                    "max_upload_bytes": self.cfg.max_upload_bytes,
+                    "max_duration_seconds": self.cfg.max_duration,
+                    "timeout_seconds": self.cfg.timeout,
+                    "max_decodes": self.cfg.max_decodes,
+                    "max_waiting": self.cfg.max_waiting,
+                    "max_streams": self.cfg.max_streams,
+                },
+                "stream": asdict(self.cfg.stream),
+            }
+        )
+
+    # --- POST /v1/transcribe ---
+
+    async def transcribe(self, request: Request) -> Response:
+        started = time.monotonic()
+        fmt = request.query_params.get("format", "json")
+        if fmt not in RESPONSE_FORMATS:
+            raise ApiError(
+                400,
+                "bad_request",
+                f"unknown format {fmt!r}; choose from {', '.join(RESPONSE_FORMATS)}",
+            )
+        try:
+            name, data = await asyncio.wait_for(self._read_upload(request), self.cfg.timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(
+                408, "upload_timeout", f"the body did not arrive within {self.cfg.timeout:g} s"
+            ) from None
+        path = await run_in_threadpool(_save_temporary, data, _suffix(name))
+        handed_over = False  # once the decode job starts, it removes the file
+        try:
+            try:
+                duration = await run_in_threadpool(audio_duration, path)
+            except AudioError as exc:
+                raise ApiError(422, "unreadable_audio", _own_words(exc, path, name)) from None
+            if duration > self.cfg.max_duration:
+                raise ApiError(
+                    413,
+                    "too_large",
+                    f"{name}: {duration:.1f} s of audio, over the limit of {self.cfg.max_duration:g} s",
+                )
+
+            def job(decoder: Decoder) -> Transcript:
+                nonlocal handed_over
+                handed_over = True
+                try:
+                    return self.rec.transcribe(path, decoder=decoder, word_timestamps=fmt != "txt")
+                finally:
+                    path.unlink(missing_ok=True)
+
+            left = self.cfg.timeout - (time.monotonic() - started)
+            try:
+                transcript = await self._decode(job, left)
+            except AudioError as exc:
+                raise ApiError(422, "unreadable_audio", _own_words(exc, path, name)) from None
+        finally:
+            if not handed_over:
+                path.unlink(missing_ok=True)
+        transcript.path = name
+        if fmt == "json":
+            return JSONResponse(to_dict(transcript))
+        return Response(render(transcript, fmt), media_type=RESPONSE_FORMATS[fmt])
+
+    async def _decode(self, job: Callable[[Decoder], Transcript], timeout: float) -> Transcript:
+        """Run ``job`` in a decode slot; a full line or a passed deadline as an :class:`ApiError`."""
+        try:
+            return await self.slots.run(job, timeout)
+        except Busy:
+            raise ApiError(
+                503,
+                "busy",
+                f"all {self.cfg.max_decodes} decode slots are busy and {self.cfg.max_waiting} "
+                "requests are waiting; try again shortly",
+                {"Retry-After": "1"},
+            ) from None
+        except TimedOut as exc:
+            if exc.stage == "waiting":
+                raise ApiError(
+                    503,
+                    "busy",
+                    f"no decode slot came free within the {self.cfg.timeout:g} s timeout",
+                    {"Retry-After": "5"},
+                ) from None
+            raise ApiError(
+                504, "decode_timeout", f"decoding ran past the {self.cfg.timeout:g} s timeout"
+            ) from None
+
+    async def _read_upload(self, request: Request) -> tuple[str, bytes]:
+        """The uploaded file's name and bytes, within the size limit.
+
+        Raises:
+            ApiError: 400 (empty, no file), 413 (too large), 415 (not audio).
+        """
+        content_type = request.headers.get("content-type", "application/octet-stream")
+        media = content_type.split(";")[0].strip().lower()
+        multipart = media == "multipart/form-data"
+        if not (multipart or media.startswith("audio/") or media in RAW_AUDIO_TYPES):
+            raise ApiError(
+                415,
+                "unsupported_type",
+                f"Content-Type {media!r} is not audio: send a multipart form with a 'file' field "
+                "(curl -F file=@x.wav) or the file itself as the body with an audio/* or "
+                "application/octet-stream type (curl --data-binary @x.wav -H 'Content-Type: audio/wav')",
+            )
+        limit = self.cfg.max_upload_bytes
+        too_large = ApiError(
+            413, "too_large", f"the body is over the limit of {self.cfg.max_upload_mb:g} MB"
+        )
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+        if not body:
+            raise ApiError(400, "bad_request", "the body is empty: send an audio file")
+        if not multipart:
+            name = request.query_params.get("filename") or "upload" + SUFFIXES.get(media, "")
+            return name, bytes(body)
+        return await _form_file(request, bytes(body))
+
+    # --- WS /v1/stream ---
+
+    async def stream(self, ws: WebSocket) -> None:
+        """Protocol: connect to ``/v1/stream?sample_rate=16000``; the server says
+        ``{"type": "ready", ...}``; send binary messages of 16-bit little-endian mono PCM at that
+        rate, then the text ``{"type": "end"}``. The server sends ``partial`` and ``final``
+        events (:class:`~asr.serve.streaming.StreamEvent`), then ``{"type": "done", "text": ...}``
+        and closes. An ``{"type": "error", ...}`` event (with an HTTP-like ``status``) is followed
+        by the close."""
+        await ws.accept()
+        if self.streams >= self.cfg.max_streams:
+            await _close_with_error(
+                ws, 503, "busy", f"{self.cfg.max_streams} streams are open, the limit", 1013
+            )
+            return
+        rate_text = ws.query_params.get("sample_rate", "16000")
+        if not rate_text.isdigit() or not MIN_SAMPLE_RATE <= int(rate_text) <= MAX_SAMPLE_RATE:
+            await _close_with_error(
+                ws,
+                400,
+                "bad_request",
+                f"sample_rate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz, "
+                f"got {rate_text!r}",
+                1008,
+            )
+            return
+        self.streams += 1
+        try:
+            await self._run_stream(ws, int(rate_text))
+        finally:
+            self.streams -= 1
+
+    async def _run_stream(self, ws: WebSocket, sample_rate: int) -> None:
+        session = StreamTranscriber(self.rec, sample_rate, self.cfg.stream, self.cfg.max_duration)
+        await ws.send_json(
+            {
+                "type": "ready",
+                "sample_rate": sample_rate,
+                "model_sample_rate": self.rec.sample_rate,
+                "pause_seconds": self.cfg.stream.pause_seconds,
+                "max_seconds": self.cfg.max_duration,
+            }
+        )
+        wake = asyncio.Event()
+        ended = asyncio.Event()
+
+        async def receive() -> None:
+            while True:
+                try:
+                    message = await asyncio.wait_for(ws.receive(), self.cfg.timeout)
+                except asyncio.TimeoutError:
+                    raise ApiError(
+                        408, "idle_timeout", f"nothing arrived for {self.cfg.timeout:g} s"
+                    ) from None
+                if message["type"] == "websocket.disconnect":
+                    raise WebSocketDisconnect(message.get("code", 1000))
+                if message.get("bytes") is not None:
+                    try:
+                        session.push(message["bytes"])
+                    except AudioError as exc:
+                        raise ApiError(413, "too_large", str(exc)) from None
+                elif _is_end(message.get("text")):
+                    ended.set()
+                    wake.set()
+                    return
+                else:
+                    raise ApiError(
+                        400,
+                        "bad_request",
+                        'send binary 16-bit PCM, then the text {"type": "end"}; '
+                        f"got text {str(message.get('text'))[:80]!r}",
+                    )
+                wake.set()
+
+        async def decode() -> None:
+            while True:
+                await wake.wait()
+                wake.clear()
+                end = ended.is_set()
+                events = await self.slots.run(
+                    functools.partial(session.step, end=end), timeout=None, refuse_when_full=False
+                )
+                for event in events:
+                    await ws.send_json(event.to_dict())
+                if end:
+                    done = {
+                        "type": "done",
+                        "text": session.text,
+                        "duration": round(session.seconds, 3),
+                    }
+                    await ws.send_json(done)
+                    return
+
+        receiver, decoder = asyncio.create_task(receive()), asyncio.create_task(decode())
+        try:
+            finished, _ = await asyncio.wait(
+                {receiver, decoder}, return_when=asyncio.FIRST_EXCEPTION
+            )
+            for task in finished:
+                task.result()  # raise what failed
+            await decoder
+        except WebSocketDisconnect:
+            return
+        except ApiError as exc:
+            close = {413: 1009, 500: 1011}.get(exc.status, 1008)
+            await _close_with_error(ws, exc.status, exc.code, exc.message, close)
+            return
+        except Exception as exc:
+            log.exception("stream failed")
+            await _close_with_error(ws, 500, "internal_error", f"{type(exc).__name__}: {exc}", 1011)
+            return
+        finally:
+            for task in (receiver, decoder):
+                task.cancel()
+        await ws.close(1000)
+
+
+def _is_end(text: str | None) -> bool:
+    try:
+        return bool(text) and json.loads(text) == {"type": "end"}
+    except json.JSONDecodeError:
+        return False
+
+
+async def _close_with_error(
+    ws: WebSocket, status: int, code: str, message: str, close: int
+) -> None:
+    try:
+        await ws.send_json({"type": "error", "status": status, "code": code, "message": message})
+        await ws.close(close)
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client left first
+
+
+async def _form_file(request: Request, body: bytes) -> tuple[str, bytes]:
+    """The file of a multipart body (field ``file``, else its only file)."""
+
+    async def replay() -> AsyncIterator[bytes]:
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, replay(), max_files=1, max_fields=16).parse()
+    except MultiPartException as exc:
+        raise ApiError(
+            400, "bad_request", f"cannot read the multipart body: {exc.message}"
+        ) from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
+        if upload is None:
+            raise ApiError(
+                400, "bad_request", "the multipart body has no file: send it as the field 'file'"
+            )
+        data = await upload.read()
+        name = upload.filename or "upload"
+    finally:
+        await form.close()
+    if not data:
+        raise ApiError(400, "bad_request", f"{name}: the uploaded file is empty")
+    return name, data
+
+
+def _save_temporary(data: bytes, suffix: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix="asr-serve-", suffix=suffix)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return Path(name)
+
+
+def _suffix(name: str) -> str:
+    """The extension of a client's file name, if it looks like one (it names a temporary file)."""
+    suffix = Path(name).suffix
+    return suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix) else ""
+
+
+def _own_words(exc: AudioError, path: Path, name: str) -> str:
+    """The reader's message about the temporary file, naming the upload instead."""
+    return str(exc).replace(str(path), name)

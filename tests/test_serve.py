@@ -1,0 +1,533 @@
+"""``asr serve``: the HTTP API, its limits, the WebSocket stream, and the command itself.
+
+Servers run on a free loopback port (in a thread, or ``asr serve`` as a subprocess). Most tests
+decode greedily for speed; :func:`test_asr_serve_with_the_bundled_default_decoder` runs the
+command with the bundled model's beam search and LM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip(
+    "starlette", reason="asr serve needs the serve extra (pip install -e '.[serve]')"
+)
+pytest.importorskip("uvicorn", reason="asr serve needs the serve extra")
+httpx = pytest.importorskip("httpx", reason="the serve tests need httpx (the test extra)")
+ws_client = pytest.importorskip("websockets.sync.client", reason="needs websockets (serve extra)")
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
+from asr.audio import load_audio  # noqa: E402
+from asr.decode import GreedyDecoder  # noqa: E402
+from asr.formats import render  # noqa: E402
+from asr.serve import (  # noqa: E402
+    ServeConfig,
+    ServerThread,
+    StreamConfig,
+    StreamTranscriber,
+    create_app,
+    is_loopback,
+)
+from asr.serve.streaming import pcm16  # noqa: E402
+from asr.transcribe import load_model  # noqa: E402
+from tests.conftest import DATA, ROOT, tone, write_audio  # noqa: E402
+
+KATHLEEN = ROOT / "examples" / "kathleen" / "arctic_a0003_1592748500.ogg"  # 3.1 s, no long pause
+AN4 = ROOT / "examples" / "an4" / "cen4-mcen-b.opus"
+DIGIT = DATA / "fsdd" / "0_jackson_0.wav"  # 8 kHz PCM
+CHUNK_SECONDS = 0.25
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def greedy(rec):
+    return GreedyDecoder(rec.tokenizer)
+
+
+@pytest.fixture(scope="module")
+def server(rec):
+    cfg = ServeConfig(max_upload_mb=1.0, max_duration=20.0, timeout=30.0, max_decodes=2)
+    app = create_app(rec, cfg, lambda: GreedyDecoder(rec.tokenizer))
+    with ServerThread(app) as running:
+        yield running
+
+
+@pytest.fixture
+def client():
+    with httpx.Client(trust_env=False, timeout=60) as c:  # no proxy from the environment
+        yield c
+
+
+def _stream_url(server: ServerThread, sample_rate: int) -> str:
+    return f"ws://{server.host}:{server.port}/v1/stream?sample_rate={sample_rate}"
+
+
+def _connect(url: str):
+    return ws_client.connect(url, proxy=None, open_timeout=10)
+
+
+def _error(response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()["error"]
+    assert (body["status"], body["code"]) == (status, code)
+    return body["message"]
+
+
+# --- endpoints ---
+
+
+def test_health_and_model_describe_what_is_loaded(server, client, rec):
+    health = client.get(server.url + "/v1/health").json()
+    assert health["status"] == "ok" and health["decodes_running"] == 0
+
+    model = client.get(server.url + "/v1/model").json()
+    assert model["vocabulary"] == rec.tokenizer.tokens
+    assert model["vocabulary_size"] == len(rec.tokenizer) == 29
+    assert model["parameters"] == sum(p.numel() for p in rec.model.parameters())
+    assert model["sample_rate"] == 16_000 and model["model_config"]["bidirectional"]
+    assert model["decoder"] == {"kind": "greedy"}
+    assert model["limits"]["max_upload_bytes"] == 1_000_000
+    assert model["limits"]["max_duration_seconds"] == 20.0
+
+
+@pytest.mark.parametrize("path", [KATHLEEN, AN4, DIGIT], ids=["ogg", "opus", "wav-8k"])
+def test_transcribe_multipart_gives_what_the_python_api_gives(server, client, rec, greedy, path):
+    expected = rec.transcribe(path, decoder=greedy)
+    with path.open("rb") as f:
+        response = client.post(server.url + "/v1/transcribe", files={"file": (path.name, f)})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["file"] == path.name
+    assert body["text"] == expected.text and body["text"]
+    assert body["duration"] == pytest.approx(expected.duration)
+    assert [w["word"] for w in body["words"]] == expected.text.split()
+    for word, ref in zip(body["words"], expected.words):
+        assert word["start"] == pytest.approx(ref.start) and word["end"] == pytest.approx(ref.end)
+        assert 0 <= word["start"] <= word["end"] <= body["duration"]
+        assert 0 <= word["confidence"] <= 1
+        assert "chars" not in word
+    assert " ".join(s["text"] for s in body["segments"]) == body["text"]
+
+
+def test_raw_body_and_subtitle_formats(server, client, rec, greedy):
+    expected = rec.transcribe(KATHLEEN, decoder=greedy)
+    expected.path = "talk.ogg"
+    data = KATHLEEN.read_bytes()
+    url = server.url + "/v1/transcribe"
+    raw = client.post(url, content=data, headers={"Content-Type": "audio/ogg"})
+    assert raw.status_code == 200 and raw.json()["text"] == expected.text
+    assert raw.json()["file"] == "upload.ogg"
+
+    octet = client.post(
+        url + "?filename=talk.ogg",
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert octet.json()["file"] == "talk.ogg"
+
+    for fmt, media in (("srt", "application/x-subrip"), ("vtt", "text/vtt"), ("txt", "text/plain")):
+        response = client.post(
+            f"{url}?format={fmt}", content=data, headers={"Content-Type": "audio/ogg"}
+        )
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith(media)
+        assert response.text == render(expected, fmt)
+    assert render(expected, "srt").startswith("1\n00:00:00,")  # a real cue, not an empty file
+
+
+# --- bad input ---
+
+
+def test_bad_requests_get_clear_json_errors(server, client, tmp_path):
+    url = server.url + "/v1/transcribe"
+    wav = {"Content-Type": "audio/wav"}
+
+    message = _error(client.post(url, content=b"", headers=wav), 400, "bad_request")
+    assert "empty" in message
+    noise = np.random.default_rng(0).bytes(4000)
+    message = _error(client.post(url, content=noise, headers=wav), 422, "unreadable_audio")
+    assert message.startswith("upload.wav: cannot read audio")
+    text = (ROOT / "README.md").read_bytes()[:2000]
+    message = _error(client.post(url, files={"file": ("notes.mp3", text)}), 422, "unreadable_audio")
+    assert message.startswith("notes.mp3:") and "asr-serve-" not in message  # no server paths
+
+    # a WAV header claiming 2^31 Hz: refused from the header, nothing allocated
+    forged = bytearray(DIGIT.read_bytes())
+    forged[24:28] = (2**31).to_bytes(4, "little")
+    message = _error(client.post(url, content=bytes(forged), headers=wav), 422, "unreadable_audio")
+    assert "sample rate" in message
+
+    message = _error(
+        client.post(url, content=b"hello", headers={"Content-Type": "text/plain"}),
+        415,
+        "unsupported_type",
+    )
+    assert "text/plain" in message and "multipart" in message
+    _error(client.post(url, json={"audio": "x"}), 415, "unsupported_type")
+
+    message = _error(client.post(url, files={"other": ("a.wav", b"")}), 400, "bad_request")
+    assert "empty" in message
+    _error(client.post(url, data={"name": "x"}), 415, "unsupported_type")  # a plain form
+    _error(
+        client.post(url, content=b"--x\r\n\r\n", headers={"Content-Type": "multipart/form-data"}),
+        400,
+        "bad_request",
+    )
+    message = _error(
+        client.post(url + "?format=doc", content=DIGIT.read_bytes(), headers=wav),
+        400,
+        "bad_request",
+    )
+    assert "srt" in message
+
+    big = write_audio(tmp_path / "big.wav", tone(40.0, 16_000), 16_000)  # 1.28 MB > 1 MB
+    message = _error(client.post(url, content=big.read_bytes(), headers=wav), 413, "too_large")
+    assert "1 MB" in message
+    data = big.read_bytes()
+    chunked = (data[i : i + 65536] for i in range(0, len(data), 65536))  # no Content-Length
+    _error(client.post(url, content=chunked, headers=wav), 413, "too_large")
+    long = write_audio(tmp_path / "long.flac", tone(25.0, 8_000), 8_000)  # 25 s > 20 s
+    message = _error(
+        client.post(url, files={"file": ("long.flac", long.read_bytes())}), 413, "too_large"
+    )
+    assert "25.0 s of audio, over the limit of 20 s" in message
+
+    _error(client.get(server.url + "/v1/nothing"), 404, "not_found")
+    _error(client.get(url), 405, "method_not_allowed")
+    assert client.get(server.url + "/v1/health").json()["decodes_running"] == 0
+
+
+def test_multipart_without_a_file_is_refused(server, client):
+    response = client.post(
+        server.url + "/v1/transcribe", data={"name": "x"}, files={"f": ("", b"")}
+    )
+    message = _error(response, 400, "bad_request")
+    assert "file" in message
+
+
+# --- limits: concurrent decodes, timeouts ---
+
+
+class GatedDecoder:
+    """Greedy decoding that waits for the test's word: decodes that last as long as the test says."""
+
+    def __init__(self, tokenizer, gate: threading.Event) -> None:
+        self.greedy, self.gate = GreedyDecoder(tokenizer), gate
+
+    def __call__(self, log_probs, out_lens):
+        assert self.gate.wait(30)
+        return self.greedy(log_probs, out_lens)
+
+
+def _post_in_thread(url: str, results: list) -> threading.Thread:
+    def post():
+        with httpx.Client(trust_env=False, timeout=60) as c:
+            results.append(c.post(url, files={"file": (DIGIT.name, DIGIT.read_bytes())}))
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    return thread
+
+
+def _wait_for(client, url: str, **expected) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        health = client.get(url + "/v1/health").json()
+        if all(health[k] == v for k, v in expected.items()):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"health never showed {expected}: {health}")
+
+
+def test_one_decode_at_a_time_one_waiting_the_next_gets_503(rec, client):
+    gate = threading.Event()
+    cfg = ServeConfig(max_decodes=1, max_waiting=1, timeout=30.0)
+    app = create_app(rec, cfg, lambda: GatedDecoder(rec.tokenizer, gate))
+    with ServerThread(app) as server:
+        url = server.url + "/v1/transcribe"
+        results: list = []
+        first = _post_in_thread(url, results)
+        _wait_for(client, server.url, decodes_running=1)
+        second = _post_in_thread(url, results)
+        _wait_for(client, server.url, decodes_running=1, decodes_waiting=1)
+
+        refused = client.post(url, files={"file": (DIGIT.name, DIGIT.read_bytes())})
+        message = _error(refused, 503, "busy")
+        assert "1 decode slots are busy and 1 requests are waiting" in message
+        assert refused.headers["retry-after"] == "1"
+
+        gate.set()
+        first.join(30)
+        second.join(30)
+        assert [r.status_code for r in results] == [200, 200]
+        assert [r.json()["text"] for r in results] == ["zero", "zero"]
+        _wait_for(client, server.url, decodes_running=0, decodes_waiting=0)
+
+
+def test_request_timeout_while_decoding_and_while_waiting(rec, client):
+    gate = threading.Event()
+    cfg = ServeConfig(max_decodes=1, max_waiting=4, timeout=1.0)
+    app = create_app(rec, cfg, lambda: GatedDecoder(rec.tokenizer, gate))
+    with ServerThread(app) as server:
+        url = server.url + "/v1/transcribe"
+        results: list = []
+        decoding = _post_in_thread(url, results)
+        _wait_for(client, server.url, decodes_running=1)
+        waiting = client.post(url, files={"file": (DIGIT.name, DIGIT.read_bytes())})
+        assert "no decode slot came free within the 1 s timeout" in _error(waiting, 503, "busy")
+        decoding.join(30)
+        assert "ran past the 1 s timeout" in _error(results[0], 504, "decode_timeout")
+        # the abandoned decode still holds its slot (the limit stays true) until it ends
+        assert client.get(server.url + "/v1/health").json()["decodes_running"] == 1
+        gate.set()
+        _wait_for(client, server.url, decodes_running=0)
+        ok = client.post(url, files={"file": (DIGIT.name, DIGIT.read_bytes())})
+        assert ok.status_code == 200 and ok.json()["text"] == "zero"
+
+
+# --- the stream ---
+
+
+def _stream(server, wave: np.ndarray, sample_rate: int, pace: float = 0.0) -> tuple[list, list]:
+    """Send ``wave`` as 16-bit PCM in 0.25 s chunks, then the end message.
+
+    Returns:
+        (events received before the end message was sent, events after it), in order.
+    """
+    before, after = [], []
+    data = pcm16(wave)
+    step = int(CHUNK_SECONDS * sample_rate) * 2
+    with _connect(_stream_url(server, sample_rate)) as ws:
+        ready = json.loads(ws.recv(timeout=10))
+        assert ready["type"] == "ready" and ready["sample_rate"] == sample_rate
+        for i in range(0, len(data), step):
+            ws.send(data[i : i + step])
+            time.sleep(pace)
+            while True:
+                try:
+                    before.append(json.loads(ws.recv(timeout=0)))
+                except TimeoutError:
+                    break
+        ws.send(json.dumps({"type": "end"}))
+        for message in ws:
+            after.append(json.loads(message))
+    return before, after
+
+
+def _pcm_wav(path: Path, tmp_path: Path, sample_rate: int = 16_000) -> tuple[Path, np.ndarray]:
+    """``path`` as the 16-bit PCM a stream client sends, and as a WAV file holding the same."""
+    wave = load_audio(path, sample_rate).numpy()
+    samples = np.frombuffer(pcm16(wave), dtype="<i2").astype(np.float32) / 32768
+    out = tmp_path / (path.stem + ".wav")
+    sf.write(out, samples, sample_rate, subtype="PCM_16")
+    return out, samples
+
+
+def test_stream_in_quarter_seconds_gives_the_file_endpoints_text(server, client, tmp_path):
+    wav, samples = _pcm_wav(KATHLEEN, tmp_path)
+    file_text = client.post(
+        server.url + "/v1/transcribe", files={"file": (wav.name, wav.read_bytes())}
+    ).json()["text"]
+
+    before, after = _stream(server, samples, 16_000, pace=0.05)
+    partials = [e for e in before if e["type"] == "partial"]
+    assert partials, "partial text arrives while the audio does"
+    assert all(e["start"] == 0.0 and e["end"] <= len(samples) / 16_000 for e in partials)
+    assert [e["end"] for e in partials] == sorted(e["end"] for e in partials)
+    finals = [e for e in before + after if e["type"] == "final"]
+    assert len(finals) == 1 and finals[0]["text"] == file_text
+    assert [w["word"] for w in finals[0]["words"]] == file_text.split()
+    done = after[-1]
+    assert done["type"] == "done" and done["text"] == file_text
+    assert done["duration"] == pytest.approx(len(samples) / 16_000, abs=1e-3)
+
+
+def test_stream_makes_text_final_at_a_pause_and_never_revises_it(server, tmp_path):
+    # two spoken digits (8 kHz) with 1.5 s of quiet between: the first is final before the end
+    first = load_audio(DIGIT, 8_000).numpy()
+    second = load_audio(DATA / "fsdd" / "2_theo_2.wav", 8_000).numpy()
+    quiet = 0.001 * np.random.default_rng(0).standard_normal(int(1.5 * 8_000)).astype(np.float32)
+    wave = np.concatenate([first, quiet, second, quiet[:4000]])
+    before, after = _stream(server, wave, 8_000, pace=0.02)
+
+    finals = [e for e in before + after if e["type"] == "final"]
+    assert [e["text"] for e in finals] == ["zero", "two"]
+    assert finals[0] in before, "the first word is final once the pause is heard"
+    assert finals[0]["end"] <= finals[1]["start"]
+    assert finals[1]["words"][0]["start"] >= len(first) / 8_000 + 1.0  # times count from the start
+    events = before + after
+    after_first = events[events.index(finals[0]) + 1 :]
+    # partials after a final speak only of the audio after it
+    assert all(e["start"] >= finals[0]["end"] for e in after_first if e["type"] == "partial")
+    assert after[-1] == {
+        "type": "done",
+        "text": "zero two",
+        "duration": round(len(wave) / 8_000, 3),
+    }
+
+
+def test_stream_errors_close_with_a_reason(rec, server):
+    with _connect(_stream_url(server, 10)) as ws:
+        event = json.loads(ws.recv(timeout=10))
+        assert (event["type"], event["status"]) == ("error", 400)
+        assert "sample_rate" in event["message"]
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 1008
+
+    with _connect(_stream_url(server, 16_000)) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        ws.send("hello")
+        event = json.loads(ws.recv(timeout=10))
+        assert (event["type"], event["status"], event["code"]) == ("error", 400, "bad_request")
+
+    # more than max_duration (20 s) of audio
+    with _connect(_stream_url(server, 8_000)) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        silence = bytes(2 * 8_000)
+        event = None
+        for _ in range(25):
+            try:
+                ws.send(silence)
+            except ConnectionClosed:
+                break
+            try:
+                event = json.loads(ws.recv(timeout=0.05))
+                if event["type"] == "error":
+                    break
+            except TimeoutError:
+                pass
+        while event is None or event["type"] != "error":
+            event = json.loads(ws.recv(timeout=10))
+        assert (event["status"], event["code"]) == (413, "too_large")
+        assert "limit of 20 s" in event["message"]
+
+
+def test_streams_beyond_the_limit_are_refused(rec):
+    app = create_app(rec, ServeConfig(max_streams=1), lambda: GreedyDecoder(rec.tokenizer))
+    with ServerThread(app) as server:
+        with _connect(_stream_url(server, 16_000)) as first:
+            assert json.loads(first.recv(timeout=10))["type"] == "ready"
+            with _connect(_stream_url(server, 16_000)) as second:
+                event = json.loads(second.recv(timeout=10))
+                assert (event["type"], event["status"], event["code"]) == ("error", 503, "busy")
+                with pytest.raises(ConnectionClosed) as closed:
+                    second.recv(timeout=10)
+                assert closed.value.rcvd.code == 1013
+            first.send(json.dumps({"type": "end"}))
+            assert json.loads(first.recv(timeout=10)) == {
+                "type": "done",
+                "text": "",
+                "duration": 0.0,
+            }
+
+
+def test_stream_transcriber_joins_samples_split_across_messages(rec, greedy):
+    wave = load_audio(DIGIT, 16_000).numpy()
+    whole = StreamTranscriber(rec, 16_000)
+    whole.push(pcm16(wave))
+    split = StreamTranscriber(rec, 16_000)
+    data = pcm16(wave)
+    for i in range(0, len(data), 333):  # odd sizes: samples cut in half
+        split.push(data[i : i + 333])
+    assert split.received == whole.received == len(wave)
+    a, b = whole.step(greedy, end=True), split.step(greedy, end=True)
+    assert [e.to_dict() for e in a] == [e.to_dict() for e in b]
+    assert a[0].text == "zero"
+
+
+def test_stream_transcriber_cuts_a_long_stretch_without_pauses(rec, greedy):
+    wave = load_audio(KATHLEEN, 16_000).numpy()  # 3.1 s of speech, no pause of 0.5 s in it
+    stream = StreamTranscriber(rec, 16_000, StreamConfig(max_segment_seconds=1.0))
+    stream.push(pcm16(wave))
+    events = stream.step(greedy)
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) >= 2 and all(e.text for e in finals)
+    assert all(e.end - e.start <= 1.0 for e in finals)
+    assert all(a.end <= b.start for a, b in zip(finals, finals[1:]))
+    assert len(stream._open) <= 16_000  # what is left open is under the limit too
+    assert events[-1].type == "partial"
+    assert events[-1].end == pytest.approx(len(wave) / 16_000, abs=1e-3)
+
+
+# --- the command ---
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_asr_serve_with_the_bundled_default_decoder(rec, client):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asr", "serve", "--port", str(port), "--max-decodes", "1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if client.get(url + "/v1/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "asr serve did not start in 120 s"
+            time.sleep(0.25)
+        decoder = client.get(url + "/v1/model").json()["decoder"]
+        assert decoder["kind"] == "beam" and decoder["lm"] == "lm3.arpa"
+        assert decoder["beam_size"] == 64
+
+        response = client.post(url + "/v1/transcribe", files={"file": (AN4.name, AN4.read_bytes())})
+        assert response.status_code == 200
+        assert response.json()["text"] == rec.transcribe(AN4).text  # beam + LM, in-process
+        page = client.get(url + "/")
+        assert page.status_code == 200 and "<title>asr" in page.text
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            output, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+    assert proc.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/" in output
+
+
+def test_asr_serve_refuses_bad_limits(capsys):
+    from asr.cli import main
+
+    assert main(["serve", "--max-decodes", "0"]) == 2
+    assert "max_decodes must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_is_loopback():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert is_loopback("127.3.4.5")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
+    assert not is_loopback("example.org")

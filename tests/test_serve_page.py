@@ -1,0 +1,169 @@
+"""The page at ``/`` driven in headless Chromium: Debian's ``chromium`` through Playwright.
+
+Playwright's own browser builds are not used (they download from elsewhere); ``scripts/test.sh``
+installs Debian's ``chromium`` when it can. Without it these tests are skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip(
+    "starlette", reason="asr serve needs the serve extra (pip install -e '.[serve]')"
+)
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the test extra)")
+httpx = pytest.importorskip("httpx", reason="needs httpx (the test extra)")
+
+from asr.audio import load_audio  # noqa: E402
+from asr.decode import GreedyDecoder  # noqa: E402
+from asr.serve import ServeConfig, ServerThread, create_app  # noqa: E402
+from asr.transcribe import load_model  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+
+CHROMIUM = os.environ.get("ASR_CHROMIUM") or next(
+    filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None
+)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no Chromium to drive: apt-get install chromium (scripts/test.sh does when run as root) "
+    "or set ASR_CHROMIUM to a Chromium binary",
+)
+CLIP = ROOT / "examples" / "kathleen" / "arctic_a0003_1592748500.ogg"
+OTHER = ROOT / "examples" / "kathleen" / "arctic_a0040_1592747634.ogg"
+
+
+@pytest.fixture(scope="module")
+def server():
+    rec = load_model()
+    app = create_app(rec, ServeConfig(), lambda: GreedyDecoder(rec.tokenizer))
+    with ServerThread(app) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    with sync_api.sync_playwright() as p:
+        yield p
+
+
+def _launch(playwright, *args: str):
+    try:
+        return playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--autoplay-policy=no-user-gesture-required", *args]
+        )
+    except sync_api.Error as exc:
+        pytest.skip(f"{CHROMIUM} does not start headless here: {str(exc).splitlines()[0]}")
+
+
+def _errors(page) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
+
+
+def test_upload_click_a_word_play_from_its_time_download_subtitles(server, playwright):
+    with httpx.Client(trust_env=False, timeout=60) as client:
+        expected = client.post(
+            server.url + "/v1/transcribe", files={"file": (CLIP.name, CLIP.read_bytes())}
+        ).json()
+        srt = client.post(
+            server.url + "/v1/transcribe?format=srt",
+            content=CLIP.read_bytes(),
+            headers={"Content-Type": "audio/ogg"},
+        ).text
+    browser = _launch(playwright)
+    try:
+        page = browser.new_page(accept_downloads=True)
+        errors = _errors(page)
+        page.goto(server.url + "/")
+        page.wait_for_function(
+            "() => document.getElementById('model').textContent.includes('29 tokens')"
+        )
+        page.set_input_files("#file", str(CLIP))
+        page.wait_for_selector("#transcript .word")
+        words = page.locator("#transcript .word")
+        assert words.all_inner_texts() == [w["word"] for w in expected["words"]]
+        assert page.inner_text("#transcript") == expected["text"]
+
+        # click the fourth word: the audio plays from where it was heard
+        word = expected["words"][3]
+        page.evaluate(
+            """() => {
+                const player = document.getElementById('player');
+                window.playedFrom = null;
+                player.addEventListener('playing', () => { window.playedFrom = player.currentTime },
+                                        {once: true});
+            }"""
+        )
+        words.nth(3).click()
+        page.wait_for_function("() => window.playedFrom !== null", timeout=15_000)
+        assert page.evaluate("() => window.playedFrom") == pytest.approx(word["start"], abs=0.05)
+        assert not page.evaluate("() => document.getElementById('player').paused")
+
+        # while it plays, the marked word is the one being spoken
+        page.wait_for_selector("#transcript .word.active", timeout=5_000)
+        t, start, end = page.evaluate(
+            """() => {
+                const a = document.querySelector('#transcript .word.active');
+                return [document.getElementById('player').currentTime,
+                        Number(a.dataset.start), Number(a.dataset.end)];
+            }"""
+        )
+        assert start - 0.05 <= t <= end + 0.25  # marked within a frame or two of playback
+        assert start >= word["start"]
+
+        with page.expect_download() as download:
+            page.click("#srt")
+        assert download.value.suggested_filename == CLIP.stem + ".srt"
+        assert open(download.value.path(), encoding="utf-8").read() == srt
+        assert not errors
+    finally:
+        browser.close()
+
+
+def test_live_mode_shows_partials_then_final_text(server, playwright, tmp_path):
+    # the microphone is a file: two sentences with a second of quiet between, then quiet
+    first, second = (load_audio(p, 16_000).numpy() for p in (CLIP, OTHER))
+    quiet = np.zeros(16_000, dtype=np.float32)
+    mic = tmp_path / "mic.wav"
+    sf.write(mic, np.concatenate([quiet[:4000], first, quiet, second, quiet]), 16_000, "PCM_16")
+    browser = _launch(
+        playwright,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}%noloop",
+    )
+    try:
+        page = browser.new_page()
+        errors = _errors(page)
+        page.goto(server.url + "/")
+        page.click("#live")
+        page.wait_for_selector("#transcript .partial", timeout=15_000)
+        # the first sentence becomes final words at the pause, while the microphone is still on
+        page.wait_for_selector("#transcript .word", timeout=20_000)
+        assert page.inner_text("#live") == "Stop"
+        time.sleep(first.size / 16_000 + 2.0)  # the rest of the file, and its trailing quiet
+        page.click("#live")
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.startsWith('live transcript done')",
+            timeout=20_000,
+        )
+        assert page.locator("#transcript .partial").count() == 0
+        starts = [
+            float(s)
+            for s in page.locator("#transcript .word").evaluate_all(
+                "els => els.map(e => e.dataset.start)"
+            )
+        ]
+        assert len(starts) >= 8 and starts == sorted(starts)
+        assert starts[-1] > 3.0, "the second sentence's words count from the stream's start"
+        assert not page.locator("#srt").is_disabled()
+        assert not errors
+    finally:
+        browser.close()
