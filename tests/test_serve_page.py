@@ -167,3 +167,38 @@ def test_live_mode_shows_partials_then_final_text(server, playwright, tmp_path):
         assert not errors
     finally:
         browser.close()
+
+
+def test_record_from_the_microphone_then_transcribe(server, playwright, tmp_path):
+    clip = load_audio(CLIP, 16_000).numpy()
+    mic = tmp_path / "mic.wav"
+    sf.write(mic, np.concatenate([np.zeros(4000, np.float32), clip]), 16_000, "PCM_16")
+    browser = _launch(
+        playwright,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}%noloop",
+    )
+    try:
+        page = browser.new_page()
+        errors = _errors(page)
+        page.goto(server.url + "/")
+        page.click("#record")
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.startsWith('recording')"
+        )
+        time.sleep(clip.size / 16_000 + 0.8)
+        page.click("#record")
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.startsWith('recording.wav: ')",
+            timeout=30_000,
+        )
+        assert page.inner_text("#status").startswith("recording.wav: transcribed")
+        words = page.locator("#transcript .word").all_inner_texts()
+        assert len(words) >= 6  # the page's WAV of the recording reads and decodes
+        page.wait_for_function("() => document.getElementById('player').readyState >= 1")
+        duration = page.evaluate("() => document.getElementById('player').duration")
+        assert duration == pytest.approx(clip.size / 16_000 + 0.8 + 0.25, abs=0.6)
+        assert not errors
+    finally:
+        browser.close()
