@@ -135,6 +135,17 @@ def _release_burst(faint: list[bool], e: int, hi: int, gap: int, min_frames: int
     return run if t < hi and t <= e + gap and run - t >= min_frames else e
 
 
+def _bridge(sound: list[bool], gap: int) -> list[bool]:
+    """``sound`` with quiet stretches of up to ``gap`` frames between sound frames filled in."""
+    sound, last = list(sound), None
+    for t, on in enumerate(sound):
+        if on:
+            if last is not None and 1 < t - last <= gap + 1:
+                sound[last + 1 : t] = [True] * (t - last - 1)
+            last = t
+    return sound
+
+
 def snap_to_sound(
     words: list[Word],
     energy_db: torch.Tensor,
@@ -174,12 +185,7 @@ def snap_to_sound(
     if not words or not any(sound) or all(sound):
         return words
     gap = int(round(closure / FRAME_SECONDS))
-    last = None  # bridge short quiet stretches between sound frames
-    for t, on in enumerate(sound):
-        if on:
-            if last is not None and 1 < t - last <= gap + 1:
-                sound[last + 1 : t] = [True] * (t - last - 1)
-            last = t
+    sound = _bridge(sound, gap)
 
     def frame(seconds: float) -> int:
         return min(n, max(0, int(round((seconds - offset) / FRAME_SECONDS))))
