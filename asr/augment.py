@@ -1,13 +1,16 @@
-"""Waveform augmentation for training: speed perturbation, band-limiting, cropping, pauses, noise
-(white, or real recordings from a :class:`NoiseBank`).
+"""Every training-only transform, behind one object: :class:`Augment`.
 
-All of it is off at evaluation.
-
-SpecAugment works on features and lives in :mod:`asr.features`.
+Waves in, waves out: speed perturbation, band-limiting, cropping, pauses, white noise and real
+noise recordings (a :class:`NoiseBank`) per utterance (:class:`WaveAugment`), then a batch's
+utterances joined with pauses between (:class:`JoiningCollate`). Features in, features out: vocal
+tract length perturbation inside the feature extractor, then SpecAugment (:class:`FeatureAugment`;
+the pure functions live in :mod:`asr.features`). Each part checks the options it uses. All of it is
+off at evaluation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -15,7 +18,8 @@ import torchaudio.functional as AF
 
 from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio
 from asr.config import AugmentConfig
-from asr.data import Example, collate, read_manifest, seeded
+from asr.data import Batch, Example, collate, read_manifest, seeded
+from asr.features import FeatureExtractor, spec_augment
 
 
 def speed_perturb(wave: torch.Tensor, factor: float) -> torch.Tensor:
@@ -138,44 +142,49 @@ def mix_at_snr(wave: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.
     return wave + noise * torch.sqrt(power / (noise_power * 10 ** (snr_db / 10)))
 
 
-class WaveAugment:
-    """The training-time waveform transform a :class:`~asr.data.SpeechDataset` applies per item.
+def _check(ok: bool, key: str, rule: str, value: object) -> None:
+    if not ok:
+        raise ValueError(f"augment.{key} must be {rule}, got {value}")
 
-    Randomness comes from torch's global generator, which the dataset seeds per item from
-    ``(train.seed, epoch, utterance)`` (:func:`asr.data.seeded`), so a seeded run, and a resumed
-    one, sees the same perturbations whatever the number of loader workers.
+
+def _check_prob(cfg: AugmentConfig, *keys: str) -> None:
+    for key in keys:
+        value = getattr(cfg, key)
+        _check(0.0 <= value <= 1.0, key, "in [0, 1]", value)
+
+
+def _check_span(cfg: AugmentConfig, key: str, least: float | None = None) -> None:
+    """A ``[low, high]`` option: ``low <= high``, and ``least <= low`` if given."""
+    value = getattr(cfg, key)
+    ok = len(value) == 2 and value[0] <= value[1] and (least is None or least <= value[0])
+    bound = "low <= high" if least is None else f"{least:g} <= low <= high"
+    _check(ok, key, f"[low, high], {bound}", value)
+
+
+class WaveAugment:
+    """One utterance's waveform perturbations (speed, band-limiting, cropping, pauses, real and
+    white noise), in that order, each with its own chance.
+
+    Randomness comes from torch's global generator, which :meth:`Augment.waves` seeds per item
+    from ``(train.seed, epoch, utterance)`` (:func:`asr.data.seeded`), so a seeded run, and a
+    resumed one, sees the same perturbations whatever the number of loader workers.
+
+    Raises:
+        ValueError: an option this transform uses is out of range, named.
+        FileNotFoundError: a ``noise_sources`` entry does not exist.
     """
 
     def __init__(self, cfg: AugmentConfig, sample_rate: int = SAMPLE_RATE) -> None:
-        for key in ("noise_prob", "narrowband_prob", "crop_end_prob", "pad_prob", "join_prob"):
-            if not 0.0 <= getattr(cfg, key) <= 1.0:
-                raise ValueError(f"augment.{key} must be in [0, 1], got {getattr(cfg, key)}")
-        if cfg.pad_max < 0 or not 0 <= cfg.crop_end_max < 1:
-            raise ValueError(
-                f"augment.pad_max must be >= 0 and augment.crop_end_max in [0, 1), got "
-                f"{cfg.pad_max} and {cfg.crop_end_max}"
-            )
-        if cfg.pause_quieter_db < 0:
-            raise ValueError(f"augment.pause_quieter_db must be >= 0, got {cfg.pause_quieter_db}")
-        if not 0 <= cfg.warp < 0.5:
-            raise ValueError(f"augment.warp must be in [0, 0.5), got {cfg.warp}")
-        if cfg.join_max < 2:
-            raise ValueError(f"augment.join_max must be at least 2, got {cfg.join_max}")
-        if len(cfg.join_pause) != 2 or not 0 <= cfg.join_pause[0] <= cfg.join_pause[1]:
-            raise ValueError(
-                f"augment.join_pause must be [low, high] seconds, 0 <= low <= high, "
-                f"got {cfg.join_pause}"
-            )
-        if any(f <= 0 for f in cfg.speed_factors):
-            raise ValueError(f"augment.speed_factors must be positive, got {cfg.speed_factors}")
-        if not 0.0 <= cfg.real_noise_prob <= 1.0:
-            raise ValueError(
-                f"augment.real_noise_prob must be in [0, 1], got {cfg.real_noise_prob}"
-            )
-        if len(cfg.real_noise_snr_db) != 2 or cfg.real_noise_snr_db[0] > cfg.real_noise_snr_db[1]:
-            raise ValueError(
-                f"augment.real_noise_snr_db must be [low, high], got {cfg.real_noise_snr_db}"
-            )
+        _check_prob(
+            cfg, "noise_prob", "narrowband_prob", "crop_end_prob", "pad_prob", "real_noise_prob"
+        )
+        factors = cfg.speed_factors
+        _check(all(f > 0 for f in factors), "speed_factors", "positive", factors)
+        _check(0 <= cfg.crop_end_max < 1, "crop_end_max", "in [0, 1)", cfg.crop_end_max)
+        _check(cfg.pad_max >= 0, "pad_max", ">= 0", cfg.pad_max)
+        _check(cfg.pause_quieter_db >= 0, "pause_quieter_db", ">= 0", cfg.pause_quieter_db)
+        _check_span(cfg, "noise_snr_db")
+        _check_span(cfg, "real_noise_snr_db")
         if cfg.real_noise_prob > 0 and not cfg.noise_sources:
             raise ValueError("augment.real_noise_prob > 0 needs augment.noise_sources")
         self.cfg = cfg
@@ -186,7 +195,8 @@ class WaveAugment:
             else None
         )
 
-    def __call__(self, wave: torch.Tensor, index: int) -> torch.Tensor:
+    def __call__(self, wave: torch.Tensor) -> torch.Tensor:
+        """``wave (N,)`` perturbed; its length may change (speed, cropping, pauses)."""
         factors = self.cfg.speed_factors
         if factors:
             wave = speed_perturb(wave, factors[int(torch.randint(len(factors), ()))])
@@ -263,17 +273,27 @@ def join_groups(
 
 
 class JoiningCollate:
-    """The training loader's collate: with probability ``cfg.join_prob`` a batch's utterances are
-    joined in groups of 2..``cfg.join_max`` (:func:`join_groups`) before padding. Picklable, for
-    loader workers."""
+    """A batch's utterances joined, with probability ``cfg.join_prob``, in groups of
+    2..``cfg.join_max`` (:func:`join_groups`), then padded into a :class:`~asr.data.Batch`.
+
+    The draw is seeded by the batch's first item, so a resumed run joins a batch as an unbroken
+    one did. Picklable, for loader workers.
+
+    Raises:
+        ValueError: ``join_prob``, ``join_pause``, ``join_max`` or ``pause_quieter_db`` out of
+            range, named.
+    """
 
     def __init__(self, cfg: AugmentConfig, sample_rate: int, space_id: int) -> None:
+        _check_prob(cfg, "join_prob")
+        _check_span(cfg, "join_pause", least=0.0)  # seconds
+        _check(cfg.join_max >= 2, "join_max", "at least 2", cfg.join_max)
+        _check(cfg.pause_quieter_db >= 0, "pause_quieter_db", ">= 0", cfg.pause_quieter_db)
         self.prob, self.pause = cfg.join_prob, (cfg.join_pause[0], cfg.join_pause[1])
         self.max_size, self.quieter_db = cfg.join_max, cfg.pause_quieter_db
         self.sample_rate, self.space_id = sample_rate, space_id
 
-    def __call__(self, examples: list[Example]):
-        # seeded by the batch's first item: the same batch is joined the same way on resume
+    def __call__(self, examples: list[Example]) -> Batch:
         with seeded(examples[0].seed + 1 if examples else 0):
             if len(examples) > 1 and self.prob > 0 and float(torch.rand(())) < self.prob:
                 examples = join_groups(
@@ -285,3 +305,76 @@ class JoiningCollate:
                     self.quieter_db,
                 )
         return collate(examples)
+
+
+class FeatureAugment:
+    """A batch's training features: each utterance's frequency axis warped by a factor in
+    ``1 +- cfg.warp`` (vocal tract length perturbation, inside the extractor, before the mel
+    filterbank), then SpecAugment's masks if ``cfg.spec_augment``.
+
+    Draws from torch's global generator in the training process: checkpoints carry its state.
+
+    Raises:
+        ValueError: ``warp`` or a ``specaug`` option out of range, named.
+    """
+
+    def __init__(self, cfg: AugmentConfig) -> None:
+        _check(0 <= cfg.warp < 0.5, "warp", "in [0, 0.5)", cfg.warp)
+        spec = cfg.specaug
+        for key in ("freq_masks", "freq_width", "time_masks", "time_width"):
+            _check(getattr(spec, key) >= 0, f"specaug.{key}", ">= 0", getattr(spec, key))
+        _check(0 <= spec.time_ratio <= 1, "specaug.time_ratio", "in [0, 1]", spec.time_ratio)
+        self.warp, self.spec_augment, self.specaug = cfg.warp, cfg.spec_augment, spec
+
+    def __call__(
+        self, extractor: FeatureExtractor, waves: torch.Tensor, wav_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``waves (B, N)``, ``wav_lens (B,)`` -> augmented ``feats (B, T, F)``, ``feat_lens (B,)``."""
+        warp = None
+        if self.warp > 0:  # one factor per utterance, uniform in 1 +- warp
+            warp = 1 + self.warp * (2 * torch.rand(len(wav_lens)) - 1)  # (B,)
+        feats, feat_lens = extractor(waves, wav_lens, warp)
+        if self.spec_augment:
+            feats = spec_augment(feats, feat_lens, self.specaug)
+        return feats, feat_lens
+
+
+class Augment:
+    """Every training-only transform behind one object: waves in, waves out; features in,
+    features out.
+
+    :meth:`waves` is the training loader's collate: once per batch, in the loader workers (so the
+    audio work overlaps training), it perturbs each utterance (:class:`WaveAugment`) under the
+    utterance's own seed, joins the batch's utterances (:class:`JoiningCollate`) and pads them.
+    :meth:`features` is what the training step calls once per batch for its features
+    (:class:`FeatureAugment`). Each part checks the options it uses when it is built.
+
+    Args:
+        cfg: the ``augment`` section.
+        sample_rate: the model's rate in Hz.
+        space_id: the tokenizer's id of the space that joins transcripts.
+    """
+
+    def __init__(self, cfg: AugmentConfig, sample_rate: int, space_id: int) -> None:
+        self.wave = WaveAugment(cfg, sample_rate)
+        self.join = JoiningCollate(cfg, sample_rate, space_id)
+        self.feature = FeatureAugment(cfg)
+
+    def waves(self, examples: list[Example]) -> Batch:
+        """A batch of loaded utterances, each carrying its seed -> the augmented, padded batch."""
+        perturbed = []
+        for ex in examples:
+            with seeded(ex.seed):  # a function of (train.seed, epoch, utterance) alone
+                perturbed.append(dataclasses.replace(ex, wave=self.wave(ex.wave)))
+        return self.join(perturbed)
+
+    def features(
+        self, extractor: FeatureExtractor, waves: torch.Tensor, wav_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``waves (B, N)``, ``wav_lens (B,)`` -> ``feats (B, T, F)``, ``feat_lens (B,)``."""
+        return self.feature(extractor, waves, wav_lens)
+
+    @property
+    def min_length_ratio(self) -> float:
+        """The shortest a clip can become, as a fraction of its length (for the CTC length check)."""
+        return self.wave.min_length_ratio

@@ -252,7 +252,7 @@ class Example:
     wave: torch.Tensor  # (N,)
     labels: list[int]
     text: str
-    seed: int = 0  # what seeded its augmentation (see BucketBatchSampler's seed_items)
+    seed: int = 0  # the seed of its augmentation (see BucketBatchSampler's seed_items)
 
 
 @contextlib.contextmanager
@@ -272,7 +272,6 @@ class SpeechDataset(Dataset):
         utts: the records (already filtered).
         tokenizer: turns each transcript into ids.
         sample_rate: the model's rate in Hz.
-        transform: optional ``(wave, index) -> wave`` applied after loading (e.g. speed perturbation).
         skip_unknown: labels leave out characters outside the vocabulary (scoring keeps such
             utterances, whose references the model cannot spell); training filters them instead.
     """
@@ -282,26 +281,23 @@ class SpeechDataset(Dataset):
         utts: Sequence[Utterance],
         tokenizer: Tokenizer,
         sample_rate: int,
-        transform: callable | None = None,
         skip_unknown: bool = False,
     ) -> None:
         self.utts = list(utts)
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
-        self.transform = transform
         self.skip_unknown = skip_unknown
 
     def __len__(self) -> int:
         return len(self.utts)
 
     def __getitem__(self, key: int | tuple[int, int]) -> Example:
+        """Item ``index``, or ``(index, seed)``: the seed travels with the example to the
+        training collate, which augments it (:class:`asr.augment.Augment`)."""
         index, seed = key if isinstance(key, tuple) else (key, 0)
         utt = self.utts[index]
         duration = utt.duration if utt.offset else None
         wave = load_audio(utt.audio, self.sample_rate, offset=utt.offset, duration=duration)
-        if self.transform is not None:
-            with seeded(seed):
-                wave = self.transform(wave, index)
         text = utt.text
         if self.skip_unknown:  # scoring: the reference stays whole, the loss sees what it can
             text = "".join(c for c in text if not self.tokenizer.oov_chars(c))
@@ -420,12 +416,13 @@ class BucketBatchSampler(Sampler[list[int]]):
         return [b for run in runs for b in run[self.rank :: self.num_replicas]]
 
     def __iter__(self) -> Iterator[list[int]] | Iterator[list[tuple[int, int]]]:
+        order = self._order()
         if not self.seed_items:
-            return iter(self._order())
+            return iter(order)
         # each item's augmentation seed is a function of (seed, epoch, utterance) alone, so a
         # resumed run draws what an unbroken one did, with any number of loader workers
         base = (self.seed * 1_000_003 + self.epoch) * 1_000_033
-        return iter([[(i, (base + i) % 2**62) for i in b] for b in self._order()])
+        return iter([[(i, (base + i) % 2**62) for i in b] for b in order])
 
     def __len__(self) -> int:
         n = len(self.batches)
@@ -449,18 +446,18 @@ def make_loader(
     num_workers: int,
     shuffle: bool,
     seed: int = 0,
-    transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    augment: Callable[[list[Example]], Batch] | None = None,
     num_replicas: int = 1,
     rank: int = 0,
     step_batches: int = 1,
-    collate_fn: Callable[[list[Example]], Batch] = collate,
     skip_unknown: bool = False,
 ) -> DataLoader:
     """A loader of length-bucketed batches; ``num_replicas``/``rank`` shard the batches by rank,
     and one optimizer step's ``step_batches`` per rank come from batches of neighbouring length.
-    ``transform`` (training augmentation) and ``collate_fn`` (e.g. joining utterances) are the
-    caller's; evaluation uses neither."""
-    dataset = SpeechDataset(utts, tokenizer, sample_rate, transform, skip_unknown)
+    ``augment`` (training: :meth:`asr.augment.Augment.waves`) turns each batch's examples, which
+    then carry their augmentation seeds, into a batch in place of :func:`collate`; evaluation
+    passes none."""
+    dataset = SpeechDataset(utts, tokenizer, sample_rate, skip_unknown)
     sampler = BucketBatchSampler(
         dataset.durations(),
         batch_seconds,
@@ -470,12 +467,12 @@ def make_loader(
         num_replicas=num_replicas,
         rank=rank,
         step_batches=step_batches,
-        seed_items=transform is not None or collate_fn is not collate,
+        seed_items=augment is not None,
     )
     return DataLoader(
         dataset,
         batch_sampler=sampler,
-        collate_fn=collate_fn,
+        collate_fn=augment or collate,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         # the loader's own generator: starting its workers must not draw from the global one,

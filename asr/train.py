@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from asr.augment import JoiningCollate, WaveAugment
+from asr.augment import Augment
 from asr.checkpoint import (
     ModelFileError,
     SaveError,
@@ -41,14 +41,13 @@ from asr.checkpoint import (
 from asr.config import Config, config_to_dict, save_config
 from asr.data import (
     BucketBatchSampler,
-    collate,
     filter_utterances,
     make_loader,
     normalized_utterances,
 )
 from asr.distributed import Distributed, all_gather, init_distributed
 from asr.evaluate import evaluate
-from asr.features import FeatureExtractor, spec_augment
+from asr.features import FeatureExtractor
 from asr.model import AcousticModel, count_parameters, ctc_loss
 from asr.plot import plot_history
 from asr.precision import resolve_precision
@@ -166,12 +165,7 @@ def _train(
         samples = torch.tensor([int(seconds * sr)])
         return int(model.output_lengths(features.output_lengths(samples)))
 
-    augment = WaveAugment(cfg.augment, cfg.features.sample_rate)
-    joining_collate = (
-        JoiningCollate(cfg.augment, sr, tokenizer.tokens.index(SPACE))
-        if cfg.augment.join_prob > 0
-        else collate
-    )
+    augment = Augment(cfg.augment, sr, tokenizer.tokens.index(SPACE))
     loaders, kept = {}, {}
     for split, path in (("train", cfg.data.train), ("valid", cfg.data.valid)):
         # sped-up or cropped copies are shorter: a training transcript must fit the shortest one
@@ -197,11 +191,10 @@ def _train(
             cfg.data.num_workers,
             shuffle=split == "train",
             seed=cfg.train.seed,
-            transform=augment if split == "train" else None,
+            augment=augment.waves if split == "train" else None,
             num_replicas=ddp.world_size if split == "train" else 1,
             rank=ddp.rank if split == "train" else 0,
             step_batches=accumulate if split == "train" else 1,
-            collate_fn=joining_collate if split == "train" else collate,
         )
     train_loader = loaders["train"]
     sampler: BucketBatchSampler = train_loader.batch_sampler  # type: ignore[assignment]
@@ -303,12 +296,7 @@ def _train(
             group_size = min(accumulate, n_micro - group_start)  # the epoch's last may be short
             steps_now = i - group_start == group_size - 1
             batch = batch.to(device)
-            warp = None
-            if cfg.augment.warp > 0:  # one factor per utterance, uniform in 1 +- warp
-                warp = 1 + cfg.augment.warp * (2 * torch.rand(len(batch.ids)) - 1)
-            feats, feat_lens = features(batch.waves, batch.wav_lens, warp)
-            if cfg.augment.spec_augment:
-                feats = spec_augment(feats, feat_lens, cfg.augment.specaug)
+            feats, feat_lens = augment.features(features, batch.waves, batch.wav_lens)
             # gradients are averaged across ranks only on a step's last micro-batch
             sync = nullcontext() if steps_now or not ddp.enabled else net.no_sync()
             with sync:

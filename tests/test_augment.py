@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from asr.augment import (
+    Augment,
+    FeatureAugment,
     JoiningCollate,
     NoiseBank,
     WaveAugment,
@@ -13,7 +15,7 @@ from asr.augment import (
     pad_with_pauses,
     speed_perturb,
 )
-from asr.config import AugmentConfig
+from asr.config import AugmentConfig, SpecAugmentConfig
 from asr.data import Example, collate
 
 
@@ -84,9 +86,9 @@ def test_wave_augment_is_seeded_and_bounded():
     aug = WaveAugment(cfg)
     wave = torch.randn(16_000)
     torch.manual_seed(3)
-    a = [aug(wave, i) for i in range(10)]
+    a = [aug(wave) for _ in range(10)]
     torch.manual_seed(3)
-    b = [aug(wave, i) for i in range(10)]
+    b = [aug(wave) for _ in range(10)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     shortest = 16_000 * aug.min_length_ratio
     assert all(len(x) >= shortest - 2 for x in a)
@@ -110,11 +112,60 @@ def test_wave_augment_is_seeded_and_bounded():
         ("real_noise_prob", 1.5, "augment.real_noise_prob must be in"),
         ("real_noise_prob", 0.5, "augment.real_noise_prob > 0 needs augment.noise_sources"),
         ("real_noise_snr_db", [20.0, 5.0], "augment.real_noise_snr_db must be"),
+        ("noise_snr_db", [30.0], "augment.noise_snr_db must be"),
+        ("crop_end_max", 1.0, r"augment.crop_end_max must be in \[0, 1\)"),
+        ("specaug", SpecAugmentConfig(time_ratio=1.5), r"augment.specaug.time_ratio must be in"),
+        ("specaug", SpecAugmentConfig(freq_masks=-1), "augment.specaug.freq_masks must be >= 0"),
     ],
 )
 def test_bad_augment_values_are_named(key, value, message):
     with pytest.raises(ValueError, match=message):
-        WaveAugment(AugmentConfig(**{key: value}))
+        Augment(AugmentConfig(**{key: value}), 16_000, 1)
+
+
+def test_each_part_checks_only_the_options_it_uses():
+    """The per-utterance transform does not refuse a joining or warping value, and the joiner
+    does not refuse a waveform one: each option is checked by the part that uses it."""
+    WaveAugment(AugmentConfig(join_max=1, warp=0.7, join_pause=[1.0, 0.5]))
+    JoiningCollate(AugmentConfig(pad_prob=2.0, warp=0.7), 16_000, 1)
+    FeatureAugment(AugmentConfig(pad_prob=2.0, join_max=1))
+    with pytest.raises(ValueError, match="augment.warp"):
+        FeatureAugment(AugmentConfig(warp=0.7))
+
+
+def test_augment_draws_each_utterance_from_its_own_seed():
+    """``Augment.waves`` (the loader's collate): an utterance's perturbation depends on its seed
+    alone, not on its neighbours in the batch or on what the global generator did before."""
+    cfg = AugmentConfig(speed_factors=[0.8, 0.9, 1.1, 1.2], noise_prob=1.0, pad_prob=0.5)
+    aug = Augment(cfg, 16_000, 1)
+    g = torch.Generator().manual_seed(0)
+    ex = [
+        Example(f"u{i}", 0.1 * torch.randn(8_000, generator=g), [2], "a", seed=i) for i in range(6)
+    ]
+    whole = aug.waves(ex)
+    torch.manual_seed(99)
+    part = aug.waves(ex[3:])
+    for k in range(3):
+        n = int(part.wav_lens[k])
+        assert n == int(whole.wav_lens[3 + k])
+        assert torch.equal(part.waves[k, :n], whole.waves[3 + k, :n])
+    assert len({int(n) for n in whole.wav_lens}) > 1  # the seeds differ, so do the draws
+
+
+def test_feature_augmentation_keeps_lengths_and_is_off_when_asked():
+    from asr.config import FeatureConfig
+    from asr.features import FeatureExtractor
+
+    extractor = FeatureExtractor(FeatureConfig())
+    waves, lens = 0.1 * torch.randn(3, 16_000), torch.tensor([16_000, 12_000, 8_000])
+    plain = extractor(waves, lens)
+    off = Augment(AugmentConfig(spec_augment=False), 16_000, 1).features(extractor, waves, lens)
+    assert torch.equal(off[0], plain[0]) and torch.equal(off[1], plain[1])
+    on = Augment(AugmentConfig(warp=0.1), 16_000, 1).features(extractor, waves, lens)
+    assert torch.equal(on[1], plain[1]) and on[0].shape == plain[0].shape
+    assert not torch.equal(on[0], plain[0])
+    masked = on[0] == 0  # SpecAugment zeroes whole bands on real frames
+    assert bool(masked[0, :100].all(0).any())
 
 
 def test_joined_batches_hold_pairs_with_a_pause_between():
@@ -183,7 +234,7 @@ def test_joined_groups_of_up_to_join_max():
             assert torch.equal(wave[at : at + len(m.wave)], m.wave)
             at += len(m.wave)
     with pytest.raises(ValueError, match="join_max"):
-        WaveAugment(AugmentConfig(join_max=1))
+        JoiningCollate(AugmentConfig(join_max=1), sr, space)
     # pause_quieter_db reaches the joined pauses: 0..40 dB below the clips' 0.1 RMS
     loud = [Example(f"v{i}", 0.1 * torch.randn(sr // 4), [2], "w") for i in range(40)]
     quiet = JoiningCollate(
@@ -238,12 +289,12 @@ def test_real_noise_is_mixed_at_the_asked_snr(tmp_path):
         spec_augment=False,
     )
     augment = WaveAugment(cfg, 16_000)
-    out = augment(wave, 0)
+    out = augment(wave)
     assert out.shape == wave.shape and not torch.equal(out, wave)
     snr = 10 * torch.log10(wave.pow(2).mean() / (out - wave).pow(2).mean())
     assert abs(float(snr) - 10.0) < 1e-3
     off = WaveAugment(AugmentConfig(noise_sources=cfg.noise_sources), 16_000)
-    assert off.noise_bank is None and torch.equal(off(wave, 0), wave)  # prob 0: never read
+    assert off.noise_bank is None and torch.equal(off(wave), wave)  # prob 0: never read
 
 
 def test_a_batch_is_joined_the_same_way_for_the_same_seed():
