@@ -81,12 +81,21 @@ def find_audio(folder: Path, stem: str, shipped: str) -> Path:
     return first
 
 
-def probe(audio: Path, where: str, summary: PrepareSummary) -> float | None:
-    """``audio``'s duration in seconds, or ``None`` after reporting it in ``summary`` as skipped."""
+def probe(
+    audio: Path, where: str, summary: PrepareSummary, reason: str = "unreadable audio ({})"
+) -> float | None:
+    """``audio``'s duration in seconds, or ``None`` after reporting it in ``summary`` as skipped.
+
+    Args:
+        audio: the file.
+        where: what the skip names (the file, or the line of the listing that points to it).
+        summary: where the skip is reported.
+        reason: the skip's reason, ``{}`` standing for the error's own message.
+    """
     try:
         return audio_duration(audio)
     except AudioError as exc:
-        summary.skip(where, f"unreadable audio ({exc})")
+        summary.skip(where, reason.format(exc))
         return None
 
 

@@ -19,9 +19,8 @@ import csv
 import sys
 from pathlib import Path
 
-from asr.audio import AudioError, audio_duration
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, fetch_archive
+from asr.recipes.common import PrepareSummary, fetch_archive, probe
 
 SPLITS = ("train", "dev", "test")
 _COLUMNS = ("client_id", "path", "sentence")
@@ -113,10 +112,8 @@ def prepare(source: Path, language: str | None = None, train_from: str = "train"
                 summary.skip(where, "empty sentence")
                 continue
             audio = release / "clips" / row["path"]
-            try:
-                duration = audio_duration(audio)
-            except AudioError as exc:
-                summary.skip(where, f"unreadable audio ({exc})")
+            duration = probe(audio, where, summary)
+            if duration is None:
                 continue
             utt_id = Path(row["path"]).stem
             utts.append(Utterance(utt_id, str(audio), round(duration, 4), text, row["client_id"]))

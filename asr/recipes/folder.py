@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asr.audio import AUDIO_EXTENSIONS, AudioError, audio_duration
+from asr.audio import AUDIO_EXTENSIONS
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary
+from asr.recipes.common import PrepareSummary, probe
 
 
 def prepare(source: Path, speaker: str = "") -> PrepareSummary:
@@ -35,10 +35,8 @@ def prepare(source: Path, speaker: str = "") -> PrepareSummary:
         if not text:
             summary.skip(str(path), "empty transcript")
             continue
-        try:
-            duration = audio_duration(path)
-        except AudioError as exc:
-            summary.skip(str(path), f"unreadable audio ({exc})")
+        duration = probe(path, str(path), summary)
+        if duration is None:
             continue
         utt_id = str(path.relative_to(source).with_suffix("")).replace("/", "_")
         summary.splits["all"].append(

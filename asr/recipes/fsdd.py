@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from asr.audio import AudioError, audio_duration
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, fetch_archive, split_names
+from asr.recipes.common import PrepareSummary, fetch_archive, probe, split_names
 
 URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.zip"
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -61,10 +60,8 @@ def prepare(
             summary.skip(str(path), "name is not {digit}_{speaker}_{index}.wav")
             continue
         digit, speaker, index = int(match[1]), match[2], int(match[3])
-        try:
-            duration = audio_duration(path)
-        except AudioError as exc:
-            summary.skip(str(path), f"unreadable audio ({exc})")
+        duration = probe(path, str(path), summary)
+        if duration is None:
             continue
         if duration <= 0:
             summary.skip(str(path), "empty audio")

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asr.audio import AudioError, audio_duration
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary
+from asr.recipes.common import PrepareSummary, probe
 
 
 def read_table(path: Path, min_fields: int = 2) -> dict[str, list[str]]:
@@ -109,11 +108,10 @@ def prepare(data_dir: Path, audio_root: Path | None = None) -> PrepareSummary:
             summary.skip(utt, "empty transcript")
             continue
         if rec not in durations:
-            try:
-                durations[rec] = audio_duration(path)
-            except AudioError as exc:
-                summary.skip(utt, f"unreadable audio ({exc})")
+            seconds = probe(path, utt, summary)
+            if seconds is None:
                 continue
+            durations[rec] = seconds
         duration = (end - start) if end >= 0 else durations[rec] - start
         if duration <= 0:
             summary.skip(utt, "empty segment")

@@ -8,9 +8,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from asr.audio import AudioError, audio_duration
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary
+from asr.recipes.common import PrepareSummary, probe
 
 
 def prepare(source: Path, speaker: str = "LJ") -> PrepareSummary:
@@ -32,10 +31,8 @@ def prepare(source: Path, speaker: str = "LJ") -> PrepareSummary:
             if not text.strip():
                 summary.skip(f"{metadata}: line {n}", "empty transcript")
                 continue
-            try:
-                duration = audio_duration(path)
-            except AudioError as exc:
-                summary.skip(f"{metadata}: line {n}", str(exc))
+            duration = probe(path, f"{metadata}: line {n}", summary, reason="{}")
+            if duration is None:
                 continue
             summary.splits["all"].append(
                 Utterance(utt_id, str(path), round(duration, 4), text, speaker)

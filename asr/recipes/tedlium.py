@@ -26,9 +26,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from asr.audio import AudioError, audio_duration
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, fetch_archive
+from asr.recipes.common import PrepareSummary, fetch_archive, probe
 
 URL = "https://www.openslr.org/resources/51/TEDLIUM_release-3.tgz"
 # OpenSLR publishes no checksum for it; torchaudio's TEDLIUM dataset pins this sha256.
@@ -73,7 +72,7 @@ def clean_transcript(words: list[str]) -> str:
 def read_stm(stm: Path, sph_dir: Path, summary: PrepareSummary) -> list[Utterance]:
     """The usable segments of one talk's STM file, each pointing into its ``.sph``."""
     utts = []
-    durations: dict[str, float] = {}
+    durations: dict[str, float | None] = {}  # per talk; None: unreadable
     with stm.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip() or line.startswith(";;"):
@@ -101,16 +100,14 @@ def read_stm(stm: Path, sph_dir: Path, summary: PrepareSummary) -> list[Utteranc
                 continue
             audio = sph_dir / f"{talk}.sph"
             if talk not in durations:
-                try:
-                    durations[talk] = audio_duration(audio)
-                except AudioError as exc:
-                    durations[talk] = -1.0
-                    summary.skip(where, f"unreadable audio ({exc})")
+                durations[talk] = probe(audio, where, summary)
+                if durations[talk] is None:
                     continue
-            if durations[talk] < 0:
+            talk_seconds = durations[talk]
+            if talk_seconds is None:
                 summary.skip(where, f"unreadable audio ({audio})")
                 continue
-            end = min(end, durations[talk])
+            end = min(end, talk_seconds)
             if end - start <= 0:
                 summary.skip(where, "segment empty or past the end of the audio")
                 continue
