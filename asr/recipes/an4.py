@@ -21,6 +21,7 @@ from pathlib import Path
 
 from asr.data import Utterance
 from asr.recipes.common import PrepareSummary, fetch_archive, find_audio, probe
+from asr.recipes.corpus import DOWNLOAD_NOTE, Corpus, Download, Source
 
 URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
 # CMU publishes no checksum; this is the sha256 that other projects pin for the same file (NVIDIA's
@@ -94,3 +95,15 @@ def prepare(source: Path) -> PrepareSummary:
         if (root / "etc" / f"an4_{name}.transcription").is_file():
             summary.splits[name] = read_split(root, name, summary)
     return summary
+
+
+CORPUS = Corpus(
+    name="an4",
+    help="AN4 (CMU): an4_sphere.tar.gz's etc/*.transcription, .fileids and wav/*.sph",
+    description="AN4: an4/etc/an4_{train,test}.{fileids,transcription} and an4/wav/**/*.sph "
+    "(NIST SPHERE, read as is). Splits train and test; hold out dev speakers from train with "
+    "--dev N. " + DOWNLOAD_NOTE,
+    source=Source("folder holding an4/ (omit with --download)"),
+    read=lambda source, args: prepare(source),
+    download=Download("an4_sphere.tar.gz", fetch, URL, f"sha256:{SHA256}"),
+)

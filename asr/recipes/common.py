@@ -1,4 +1,5 @@
-"""What every importer shares: the preparation summary, writing splits, downloading archives.
+"""What every importer shares: the preparation summary, probing audio, writing splits,
+downloading archives, holding out dev/test groups.
 
 Downloads resume (HTTP ``Range`` on a ``.part`` file), are verified (md5 or sha256) and leave
 ``.done`` markers, so a re-run of ``asr prepare ... --download`` skips every finished step.
@@ -303,6 +304,29 @@ def fetch_archive(
     if not keep:
         archive.unlink()
     return download_dir
+
+
+def archive_name(url: str, default: str = "") -> str:
+    """The file name a URL ends in (query dropped): ``.../LJSpeech-1.1.tar.bz2?x=1`` -> its name."""
+    return Path(url.split("?")[0]).name or default
+
+
+def fetch_found(url: str, download_dir: Path, checksum: str | None, marker: str, what: str) -> Path:
+    """Download ``url`` (as the file it names), verify it and extract it into ``download_dir``.
+
+    Returns:
+        the folder of the first file matching ``marker`` (a glob, ``**/metadata.csv``) in what was
+        extracted: the corpus's root.
+
+    Raises:
+        FileNotFoundError: no file matches ``marker`` (the message names ``what``).
+    """
+    download_dir = Path(download_dir)
+    fetch_archive(url, download_dir, archive_name(url), checksum)
+    found = sorted(download_dir.glob(marker))
+    if not found:
+        raise FileNotFoundError(f"{download_dir}: no {what} found in the extracted archive")
+    return found[0].parent
 
 
 def split_names(values: Sequence[str] | str | None) -> list[str]:

@@ -15,12 +15,14 @@ takes the archive's URL or a local copy, with the checksum the site shows.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import sys
 from pathlib import Path
 
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, fetch_archive, probe
+from asr.recipes.common import PrepareSummary, archive_name, fetch_archive, probe
+from asr.recipes.corpus import DOWNLOAD_NOTE, Corpus, Download, Source, add_choice
 
 SPLITS = ("train", "dev", "test")
 _COLUMNS = ("client_id", "path", "sentence")
@@ -49,7 +51,7 @@ def find_release(source: Path, language: str | None = None) -> Path:
 
 def fetch(out_dir: Path, url: str, checksum: str | None = None) -> Path:
     """Download (or copy) a release archive into ``out_dir/download`` and extract it (once)."""
-    name = Path(url.split("?")[0]).name or "commonvoice.tar.gz"
+    name = archive_name(url, "commonvoice.tar.gz")
     return fetch_archive(url, Path(out_dir) / "download", name, checksum)
 
 
@@ -120,3 +122,32 @@ def prepare(source: Path, language: str | None = None, train_from: str = "train"
     if not summary.splits:
         raise FileNotFoundError(f"{release}: none of train.tsv, dev.tsv, test.tsv")
     return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--language`` and ``--train-from``."""
+    parser.add_argument(
+        "--language", default=None, help="language folder to use when SOURCE holds several (en)"
+    )
+    add_choice(
+        parser,
+        "--train-from",
+        ["train", "validated"],
+        "train: the release's train.tsv; validated: every validated clip whose speaker and "
+        "sentence are in neither dev nor test (more data, same held-out sets)",
+    )
+
+
+CORPUS = Corpus(
+    name="commonvoice",
+    help="Mozilla Common Voice: a release's language folder (*.tsv + clips/*.mp3)",
+    description="Common Voice: validated.tsv, train.tsv, dev.tsv, test.tsv (client_id, path, "
+    "sentence) and clips/*.mp3; durations are read from the audio. Releases need accepting "
+    "the terms on the Common Voice site, so --download takes the archive URL you get there "
+    "(or a local copy), with --checksum as the site shows it. " + DOWNLOAD_NOTE,
+    source=Source("the language folder (e.g. cv-corpus-17.0-2024-03-15/en) or a folder above it"),
+    read=lambda source, args: prepare(source, args.language, args.train_from),
+    add_arguments=add_arguments,
+    download=Download("a release archive (.tar.gz)", fetch),  # no default URL: terms first
+    hold_out=False,
+)

@@ -10,6 +10,7 @@ voices. Needs the ``espeak-ng`` program (Debian/Ubuntu: ``apt-get install espeak
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import random
 import shutil
@@ -26,6 +27,7 @@ import torchaudio.functional as AF
 from asr.audio import SAMPLE_RATE
 from asr.data import Utterance, read_manifest
 from asr.recipes.common import PrepareSummary
+from asr.recipes.corpus import Corpus, Source
 
 # eSpeak NG's English accents (mbrola voices need another program and are left out)
 LANGUAGES = (
@@ -160,3 +162,28 @@ def prepare(
             else:
                 summary.skip(*result)
     return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The voice options: ``--per-text``, ``--seed``, ``--espeak``, ``--jobs``."""
+    parser.add_argument("--per-text", type=int, default=2, help="voices per transcript (default 2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the voice draw")
+    parser.add_argument("--espeak", default="espeak-ng", help="the program (default: espeak-ng)")
+    parser.add_argument("--jobs", type=int, default=2, help="programs run at once (default 2)")
+
+
+CORPUS = Corpus(
+    name="espeak",
+    help="synthetic speech: training transcripts spoken by eSpeak NG voices",
+    description="Speak every unique transcript of the given manifests with --per-text voices "
+    "drawn from eSpeak NG's English accents and voice variants, at random rate and pitch, into "
+    "OUT/audio (16 kHz FLAC), and write OUT/all.jsonl (speaker: the voice). Extra speakers "
+    "for a small corpus, with no word its training data lacks. A re-run reuses the audio "
+    "and draws the same voices. Needs the espeak-ng program (apt-get install espeak-ng).",
+    source=Source("training manifests (JSON Lines)", nargs="+", name="manifests"),
+    read=lambda manifests, args: prepare(
+        manifests, args.out, args.per_text, args.seed, args.espeak, args.jobs
+    ),
+    add_arguments=add_arguments,
+    hold_out=False,
+)

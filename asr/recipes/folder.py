@@ -11,6 +11,7 @@ from pathlib import Path
 from asr.audio import AUDIO_EXTENSIONS
 from asr.data import Utterance
 from asr.recipes.common import PrepareSummary, probe
+from asr.recipes.corpus import Corpus, Source, add_speaker
 
 
 def prepare(source: Path, speaker: str = "") -> PrepareSummary:
@@ -45,3 +46,12 @@ def prepare(source: Path, speaker: str = "") -> PrepareSummary:
     if not audio:
         raise FileNotFoundError(f"{source}: no audio files found")
     return summary
+
+
+CORPUS = Corpus(
+    name="folder",
+    help="a folder of audio files, each with a .txt transcript beside it (name.wav + name.txt)",
+    source=Source("the corpus folder (or manifest file, for nemo)", nargs=None),
+    read=lambda source, args: prepare(source, args.speaker),
+    add_arguments=add_speaker(""),
+)

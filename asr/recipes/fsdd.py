@@ -8,11 +8,13 @@ Splits:
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 from asr.data import Utterance
 from asr.recipes.common import PrepareSummary, fetch_archive, probe, split_names
+from asr.recipes.corpus import DOWNLOAD_NOTE, Corpus, Download, Source, add_choice
 
 URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.zip"
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -75,3 +77,31 @@ def prepare(
     if not summary.splits["dev"]:
         del summary.splits["dev"]
     return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--split`` and the held-out speakers of ``--split speaker``."""
+    add_choice(
+        parser,
+        "--split",
+        ["corpus", "speaker"],
+        "corpus: the corpus's own test split by take index; speaker: hold out speakers",
+    )
+    parser.add_argument(
+        "--test-speakers", default=None, help="comma-separated, for --split speaker"
+    )
+    parser.add_argument("--dev-speakers", default=None, help="comma-separated, for --split speaker")
+
+
+CORPUS = Corpus(
+    name="fsdd",
+    help="Free Spoken Digit Dataset (recordings/{digit}_{speaker}_{index}.wav)",
+    description="Free Spoken Digit Dataset. Split 'corpus': index 0-4 = test (the corpus's "
+    "own), 5-9 = dev, the rest train. Split 'speaker': --test-speakers/--dev-speakers held "
+    "out. " + DOWNLOAD_NOTE,
+    source=Source("corpus root holding recordings/"),
+    read=lambda source, args: prepare(source, args.split, args.test_speakers, args.dev_speakers),
+    add_arguments=add_arguments,
+    download=Download("the corpus archive (.zip)", fetch, URL),
+    hold_out=False,
+)

@@ -8,10 +8,12 @@ against ``audio_root`` when given, else the data directory and the folders above
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from asr.data import Utterance
 from asr.recipes.common import PrepareSummary, probe
+from asr.recipes.corpus import Corpus, Source
 
 
 def read_table(path: Path, min_fields: int = 2) -> dict[str, list[str]]:
@@ -120,3 +122,17 @@ def prepare(data_dir: Path, audio_root: Path | None = None) -> PrepareSummary:
             Utterance(utt, str(path), round(duration, 4), text, speakers.get(utt, ""), start)
         )
     return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--audio-root``."""
+    parser.add_argument("--audio-root", type=Path, help="where relative wav.scp paths start")
+
+
+CORPUS = Corpus(
+    name="kaldi",
+    help="a Kaldi data directory (wav.scp, text, optional utt2spk and segments)",
+    source=Source("the corpus folder (or manifest file, for nemo)", nargs=None),
+    read=lambda source, args: prepare(source, args.audio_root),
+    add_arguments=add_arguments,
+)

@@ -16,12 +16,21 @@ transcripts are.
 
 from __future__ import annotations
 
+import argparse
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, download, fetch_archive, find_audio, probe
+from asr.recipes.common import (
+    PrepareSummary,
+    download,
+    fetch_archive,
+    find_audio,
+    probe,
+    split_names,
+)
+from asr.recipes.corpus import DOWNLOAD_NOTE, Corpus, Source
 
 BASE_URL = "https://www.openslr.org/resources/12"
 MINI_BASE_URL = "https://www.openslr.org/resources/31"  # Mini LibriSpeech
@@ -173,3 +182,74 @@ def prepare(source: Path, splits: list[str] | None = None) -> PrepareSummary:
             raise FileNotFoundError(f"{root / name}: split folder not found (download it first)")
         summary.splits[name] = read_split(root / name, name, summary)
     return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--splits``, ``--remove-archives``, ``--lm``, and a ``--download`` of its own (an
+    archive per split, each with its md5)."""
+    parser.add_argument(
+        "--splits",
+        default=",".join(SPLITS[:7]),
+        help="comma-separated splits to download and prepare (default: the seven of LibriSpeech; "
+        "Mini LibriSpeech's are train-clean-5 and dev-clean-2)",
+    )
+    parser.add_argument(
+        "--download",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="BASE_URL_OR_DIR",
+        help="fetch <split>.tar.gz for each split from BASE (OpenSLR when no value is given; or a "
+        "mirror, or a local folder of archives) into OUT/download",
+    )
+    parser.add_argument(
+        "--remove-archives",
+        action="store_true",
+        help="delete each .tar.gz once extracted (saves ~60 GB for all splits)",
+    )
+    parser.add_argument(
+        "--lm",
+        nargs="?",
+        const=LM_BASE_URL,
+        default=None,
+        metavar="BASE_URL_OR_DIR",
+        help="also fetch the official LM resources (OpenSLR 11: 3-gram and 4-gram ARPA, pruned "
+        "3-grams, librispeech-vocab.txt, librispeech-lexicon.txt) into OUT/lm, ARPA files unpacked "
+        "and lower-cased",
+    )
+
+
+def fetch_requested(args: argparse.Namespace) -> Path | None:
+    """Check ``--splits``; fetch their archives when ``--download`` is given, the LM resources
+    when ``--lm`` is.
+
+    Returns:
+        the folder the archives went to, or SOURCE when ``--download`` was not given.
+
+    Raises:
+        ValueError: ``--splits`` names a split that does not exist.
+    """
+    splits = split_names(args.splits)
+    unknown = [s for s in splits if s not in ARCHIVES]
+    if unknown:
+        raise ValueError(f"--splits: unknown {unknown} (known: {', '.join(SPLITS)})")
+    source = args.source
+    if args.download:
+        base = None if args.download == "default" else args.download
+        source = fetch(args.out, splits, base, not args.remove_archives)
+    if args.lm:
+        print(f"LM resources in {fetch_lm(args.out, args.lm)}")
+    return source
+
+
+CORPUS = Corpus(
+    name="librispeech",
+    help="LibriSpeech (OpenSLR 12): 960 h of read audiobooks, FLAC",
+    description="LibriSpeech: LibriSpeech/<split>/<speaker>/<chapter>/*.trans.txt + .flac. "
+    "Each split becomes <split>.jsonl. " + DOWNLOAD_NOTE + " Archives are checked against "
+    "OpenSLR's published md5 sums.",
+    source=Source("folder holding LibriSpeech/ (omit with --download)"),
+    read=lambda source, args: prepare(source, split_names(args.splits)),
+    add_arguments=add_arguments,
+    fetch=fetch_requested,
+)

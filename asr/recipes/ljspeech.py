@@ -1,6 +1,7 @@
 """LJSpeech: ``metadata.csv`` (``id|raw text|normalised text``) and ``wavs/<id>.wav``.
 
 The normalised column (numbers and abbreviations spelled out) is used; the raw one where it is empty.
+One speaker, one split (``all``): hold out with ``--group-by text`` or ``id:REGEX``.
 """
 
 from __future__ import annotations
@@ -9,10 +10,23 @@ import csv
 from pathlib import Path
 
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, probe
+from asr.recipes.common import PrepareSummary, fetch_found, probe
+from asr.recipes.corpus import Corpus, Download, Source, add_speaker
+
+URL = "https://data.keithito.com/data/speech/LJSpeech-1.1.tar.bz2"
+# keithito.com publishes no checksum: fetched unverified unless --checksum is given
+
+
+def fetch(out_dir: Path, url: str = URL, checksum: str | None = None) -> Path:
+    """Download and extract the archive into ``out_dir/download``; returns the folder of its
+    ``metadata.csv``."""
+    return fetch_found(
+        url, Path(out_dir) / "download", checksum, "**/metadata.csv", "LJSpeech metadata.csv"
+    )
 
 
 def prepare(source: Path, speaker: str = "LJ") -> PrepareSummary:
+    """Read ``metadata.csv`` and ``wavs/`` into one ``all`` split, every utterance by ``speaker``."""
     source = Path(source)
     metadata = source / "metadata.csv"
     if not metadata.is_file():
@@ -38,3 +52,13 @@ def prepare(source: Path, speaker: str = "LJ") -> PrepareSummary:
                 Utterance(utt_id, str(path), round(duration, 4), text, speaker)
             )
     return summary
+
+
+CORPUS = Corpus(
+    name="ljspeech",
+    help="LJSpeech (metadata.csv + wavs/)",
+    source=Source("the corpus folder (omit with --download)"),
+    read=lambda source, args: prepare(source, args.speaker or "LJ"),
+    add_arguments=add_speaker("LJ"),
+    download=Download("the corpus archive", fetch, URL),
+)

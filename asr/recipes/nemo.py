@@ -12,11 +12,13 @@ from pathlib import Path
 
 from asr.data import Utterance
 from asr.recipes.common import PrepareSummary
+from asr.recipes.corpus import Corpus, Source
 
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
 
 
 def prepare(manifest: Path) -> PrepareSummary:
+    """Read a manifest (or ``manifest.json`` in a folder); each line's ``split`` names its split."""
     manifest = Path(manifest)
     if manifest.is_dir():
         manifest = manifest / "manifest.json"
@@ -56,7 +58,17 @@ def prepare(manifest: Path) -> PrepareSummary:
             split = str(record.get("split", "all"))
             if not SPLIT_NAME.fullmatch(split):
                 # the split names an output file: never a path out of --out
-                summary.skip(where, f"'split' must be a plain name (letters, digits, - _ .), got {split!r}")
+                summary.skip(
+                    where, f"'split' must be a plain name (letters, digits, - _ .), got {split!r}"
+                )
                 continue
             summary.splits.setdefault(split, []).append(utt)
     return summary
+
+
+CORPUS = Corpus(
+    name="nemo",
+    help="a NeMo-style JSON-lines manifest (audio_filepath, duration, text; optional split)",
+    source=Source("the corpus folder (or manifest file, for nemo)", nargs=None),
+    read=lambda source, args: prepare(source),
+)

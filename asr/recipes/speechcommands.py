@@ -27,12 +27,14 @@ file name); the speaker is the hash before ``_nohash_``.
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 from asr.audio import AUDIO_EXTENSIONS
 from asr.data import Utterance
 from asr.recipes.common import PrepareSummary, fetch_archive, probe
+from asr.recipes.corpus import DOWNLOAD_NOTE, Corpus, Source, add_choice
 
 BASE_URL = "http://download.tensorflow.org/data"
 ARCHIVES = {
@@ -147,3 +149,44 @@ def prepare(source: Path) -> PrepareSummary:
     if noise:
         summary.splits["noise"] = noise
     return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--archive``, and a ``--download`` of its own that fetches it (each archive with its own
+    checksum, or none)."""
+    add_choice(
+        parser,
+        "--archive",
+        list(ARCHIVES),
+        "with --download: full (speech_commands_v0.02.tar.gz, 2.4 GB, sha256-checked) or test "
+        "(speech_commands_test_set_v0.02.tar.gz, 112 MB, no published checksum)",
+    )
+    parser.add_argument(
+        "--download",
+        nargs="?",
+        const=BASE_URL,
+        default=None,
+        metavar="BASE_URL_OR_DIR",
+        help=f"fetch the --archive from BASE ({BASE_URL} when no value is given; or "
+        "a mirror, or a local folder holding the archive) into OUT/download",
+    )
+
+
+def fetch_requested(args: argparse.Namespace) -> Path | None:
+    """The folder the ``--archive`` was fetched into when ``--download`` is given, else SOURCE."""
+    return fetch(args.out, args.archive, args.download) if args.download else args.source
+
+
+CORPUS = Corpus(
+    name="speechcommands",
+    help="Speech Commands v0.02 (Google): one-second single words, either archive's layout",
+    description="Speech Commands v0.02: the full release (<word>/<speaker>_nohash_<n>.wav, "
+    "validation_list.txt and testing_list.txt give dev and test) or the canonical test set "
+    "(_unknown_/<word>_<speaker>_nohash_<n>.wav, one split 'all'). Background-noise clips "
+    "(_background_noise_/, _silence_/) go to noise.jsonl, a real-noise source for "
+    "augment.noise_sources. Hold out dev/test speakers with --dev/--test. " + DOWNLOAD_NOTE,
+    source=Source("the folder holding the word folders (or above it)"),
+    read=lambda source, args: prepare(source),
+    add_arguments=add_arguments,
+    fetch=fetch_requested,
+)

@@ -9,7 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from asr.recipes import kaldi
-from asr.recipes.common import PrepareSummary
+from asr.recipes.common import PrepareSummary, fetch_found
+from asr.recipes.corpus import Corpus, Download, Source
+
+URL = "https://www.openslr.org/resources/101/speechocean762.tar.gz"
+# OpenSLR publishes no checksum for it: fetched unverified unless --checksum is given
+
+
+def fetch(out_dir: Path, url: str = URL, checksum: str | None = None) -> Path:
+    """Download and extract the archive into ``out_dir/download``; returns the corpus root (the
+    folder holding ``train/wav.scp``)."""
+    marker, what = "**/train/wav.scp", "speechocean762 train/wav.scp"
+    return fetch_found(url, Path(out_dir) / "download", checksum, marker, what).parent
 
 
 def prepare(source: Path) -> PrepareSummary:
@@ -24,3 +35,12 @@ def prepare(source: Path) -> PrepareSummary:
         summary.splits[name] = part.splits["all"]
         summary.skipped.extend(part.skipped)
     return summary
+
+
+CORPUS = Corpus(
+    name="speechocean762",
+    help="speechocean762 (Kaldi train/ and test/ under the corpus root)",
+    source=Source("the corpus folder (omit with --download)"),
+    read=lambda source, args: prepare(source),
+    download=Download("the corpus archive", fetch, URL),
+)

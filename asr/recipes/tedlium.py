@@ -28,6 +28,7 @@ from pathlib import Path
 
 from asr.data import Utterance
 from asr.recipes.common import PrepareSummary, fetch_archive, probe
+from asr.recipes.corpus import DOWNLOAD_NOTE, Corpus, Download, Source, add_choice
 
 URL = "https://www.openslr.org/resources/51/TEDLIUM_release-3.tgz"
 # OpenSLR publishes no checksum for it; torchaudio's TEDLIUM dataset pins this sha256.
@@ -144,3 +145,24 @@ def prepare(source: Path, train_set: str = "full") -> PrepareSummary:
     if not summary.splits:
         raise FileNotFoundError(f"{root}: no stm/ folder in {', '.join(dirs.values())}")
     return summary
+
+
+CORPUS = Corpus(
+    name="tedlium",
+    help="TED-LIUM 3 (OpenSLR 51): TED talks, SPH audio + STM segments",
+    description="TED-LIUM release 3: each STM segment becomes a manifest entry with offset and "
+    "duration into its talk's .sph (no audio is rewritten). Segments marked "
+    "ignore_time_segment_in_scoring are dropped; {NOISE}-like tokens and <unk> are removed; "
+    "split-off contractions are joined (it 's -> it's). Splits: train (data/, 452 h, or "
+    "legacy/train), dev and test (legacy/). " + DOWNLOAD_NOTE,
+    source=Source("TEDLIUM_release-3 or the folder holding it"),
+    read=lambda source, args: prepare(source, args.train_set),
+    add_arguments=lambda parser: add_choice(
+        parser,
+        "--train-set",
+        ["full", "legacy"],
+        "full: data/ (2,351 talks, 452 h); legacy: legacy/train (release 2's 207 h)",
+    ),
+    download=Download("TEDLIUM_release-3.tgz (~51 GB)", fetch, URL, f"sha256:{SHA256}"),
+    hold_out=False,
+)
