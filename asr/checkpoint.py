@@ -136,3 +136,23 @@ def strip_checkpoint(record: dict, half: bool = False, info: dict | None = None)
     }
     merged = {**record.get("info", {}), **(info or {})}
     return model_record(record["features"], record["model"], record["tokens"], state, merged)
+
+
+def average_weights(paths: list[str | Path]) -> dict:
+    """The element-wise mean of the state dicts saved in ``paths`` (non-float entries: the last's).
+
+    Raises:
+        ModelFileError: a file is not a readable state dict.
+    """
+    states = []
+    for path in paths:
+        try:
+            states.append(torch.load(path, map_location="cpu", weights_only=True))
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+            raise ModelFileError(f"{path}: not a readable set of weights ({exc!r})") from None
+    return {
+        k: (sum(s[k].float() for s in states) / len(states)).to(v.dtype)
+        if v.is_floating_point()
+        else v
+        for k, v in states[-1].items()
+    }

@@ -167,12 +167,7 @@ def _add_lm(sub: argparse._SubParsersAction) -> None:
     _add_precision(t)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asr", description="CTC speech recognition toolkit.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print the training log too")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_prepare(sub)
-
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a model",
@@ -184,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_args(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asr", description="CTC speech recognition toolkit.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print the training log too")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_prepare(sub)
+    _add_train(sub)
 
     p = sub.add_parser(
         "evaluate",
@@ -332,8 +335,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     record = train(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
     if record and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 speaks
         print(
-            f"epoch {record['epoch']}: valid WER {100 * record['valid_wer']:.2f}% "
-            f"CER {100 * record['valid_cer']:.2f}%; best model: {args.out / 'best.pt'}"
+            f"epoch {record.epoch}: valid WER {100 * record.valid_wer:.2f}% "
+            f"CER {100 * record.valid_cer:.2f}%; best model: {args.out / 'best.pt'}"
         )
     return 0
 

@@ -169,6 +169,9 @@ class TrainConfig:
     # micro-batches whose gradients are summed into one optimizer step (the LR schedule, warm-up
     # included, counts optimizer steps); with N data-parallel ranks a step sees N x this many
     accumulate_grad: int = bounded(1, 1)
+    # also write last.pt every N optimizer steps inside an epoch (0: only at each epoch's end), so
+    # an interrupted long epoch resumes where it stopped and ends as an unbroken run would
+    checkpoint_every_steps: int = bounded(0, 0)
     # start from this model file's weights (fine-tuning, e.g. asr/pretrained/default.pt); its
     # features, model shape and vocabulary must match this config's. Ignored when resuming.
     init_from: str = ""

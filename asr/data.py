@@ -334,6 +334,8 @@ class BucketBatchSampler(Sampler[list[int]]):
     Utterances are sorted by duration, cut into batches greedily, and the batch order is shuffled
     by ``seed + epoch`` (call :meth:`set_epoch`). With ``sorted_first`` the batches come shortest
     first (SortaGrad). Sorting keeps padding small; the shuffle keeps the gradient unbiased.
+    ``set_epoch(..., start=n)`` skips the epoch's first ``n`` batches (of this rank): a run resumed
+    from a mid-epoch checkpoint goes on where it stopped. ``len()`` is always the whole epoch's.
 
     Args:
         durations: seconds per utterance.
@@ -378,6 +380,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.epoch = 0
         self.sorted_first = False
+        self.start = 0
         self.num_replicas = num_replicas
         self.rank = rank
         order = sorted(range(len(durations)), key=lambda i: durations[i])
@@ -394,9 +397,14 @@ class BucketBatchSampler(Sampler[list[int]]):
         if batch:
             self.batches.append(batch)
 
-    def set_epoch(self, epoch: int, sorted_first: bool = False) -> None:
+    def set_epoch(self, epoch: int, sorted_first: bool = False, start: int = 0) -> None:
+        """Iterate epoch ``epoch`` next (SortaGrad's order if ``sorted_first``), from its batch
+        ``start`` on."""
+        if not 0 <= start <= len(self):
+            raise ValueError(f"start must be in [0, {len(self)}] batches, got {start}")
         self.epoch = epoch
         self.sorted_first = sorted_first
+        self.start = start
 
     def _order(self) -> list[list[int]]:
         rng = random.Random(self.seed * 1_000_003 + self.epoch)
@@ -416,7 +424,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         return [b for run in runs for b in run[self.rank :: self.num_replicas]]
 
     def __iter__(self) -> Iterator[list[int]] | Iterator[list[tuple[int, int]]]:
-        order = self._order()
+        order = self._order()[self.start :]
         if not self.seed_items:
             return iter(order)
         # each item's augmentation seed is a function of (seed, epoch, utterance) alone, so a

@@ -133,6 +133,21 @@ def test_sampler_caps_and_covers():
     assert longest == sorted(longest)  # SortaGrad: shortest first
 
 
+def test_sampler_starts_an_epoch_where_a_mid_epoch_checkpoint_stopped():
+    """``set_epoch(e, start=n)`` gives the epoch's batches from the n-th on, seeds and all: what an
+    unbroken iteration gives after its first n (the length stays the whole epoch's)."""
+    durations = [0.5 + (i % 7) * 0.2 for i in range(60)]
+    sampler = BucketBatchSampler(durations, 4.0, 6, seed=5, num_replicas=2, seed_items=True)
+    sampler.set_epoch(3)
+    whole = list(sampler)
+    sampler.set_epoch(3, start=4)
+    assert list(sampler) == whole[4:] and len(sampler) == len(whole)
+    sampler.set_epoch(3, start=len(whole))
+    assert list(sampler) == []
+    with pytest.raises(ValueError, match="start must be in"):
+        sampler.set_epoch(3, start=len(whole) + 1)
+
+
 def test_sampler_shards_across_ranks():
     durations = [1.0] * 50
     ranks = [BucketBatchSampler(durations, 4.0, 4, seed=0, num_replicas=2, rank=r) for r in (0, 1)]

@@ -144,6 +144,7 @@ def test_inputs_that_share_a_name_get_their_own_outputs(tmp_path, model, capsys)
         ("features.sample_rate=0", "features.sample_rate must be >= 1000"),
         ("features.n_mels=0", "features.n_mels must be >= 1"),
         ("data.batch_seconds=-5", "data.batch_seconds must be > 0"),
+        ("train.checkpoint_every_steps=-1", "train.checkpoint_every_steps must be >= 0"),
     ],
 )
 def test_impossible_config_values_are_named(override, message):
@@ -354,7 +355,8 @@ def test_nan_audio_is_named(tmp_path):
 
 def test_kill_9_at_random_moments_then_resume_gives_the_unbroken_weights(tmp_path):
     """A 4-epoch run with 2 loader workers, killed (SIGKILL) at random moments three times,
-    then run to the end: the same final weights, bit for bit, as a run never interrupted."""
+    then run to the end: the same final weights, bit for bit, as a run never interrupted. It
+    writes ``last.pt`` after every step, so a kill inside an epoch resumes inside it."""
     import random
     import time
 
@@ -362,7 +364,8 @@ def test_kill_9_at_random_moments_then_resume_gives_the_unbroken_weights(tmp_pat
     args = [sys.executable, "-m", "asr", "train", "--no-progress", "-c",
             str(ROOT / "conf/model/tiny.yaml"), f"data.train={manifest}", f"data.valid={manifest}",
             "data.num_workers=2", "train.epochs=4", "augment.speed_factors=[0.9,1.0,1.1]",
-            "augment.noise_prob=0.5"]  # fmt: skip
+            "augment.noise_prob=0.5", "data.max_batch_size=2",  # 5 steps an epoch
+            "train.checkpoint_every_steps=1"]  # fmt: skip
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     subprocess.run([*args[:4], "--out", str(straight), *args[4:]], check=True, capture_output=True)
     rng = random.Random(0)
@@ -377,3 +380,35 @@ def test_kill_9_at_random_moments_then_resume_gives_the_unbroken_weights(tmp_pat
     b = read_model_file(broken / "last.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not list(broken.glob(".*.tmp*"))
+
+
+def test_kill_9_inside_an_epoch_then_resume_gives_the_unbroken_weights(tmp_path):
+    """``train.checkpoint_every_steps=1``, 2 loader workers: the run is killed (SIGKILL) as soon
+    as ``last.pt`` holds a place inside epoch 2, then run to the end. It resumes at that place and
+    ends with the weights of a run never interrupted, bit for bit."""
+    import time
+
+    manifest = DATA / "fsdd.jsonl"
+    args = [sys.executable, "-m", "asr", "train", "--no-progress", "-c",
+            str(ROOT / "conf/model/tiny.yaml"), f"data.train={manifest}", f"data.valid={manifest}",
+            "data.num_workers=2", "data.max_batch_size=1", "train.epochs=3",
+            "augment.speed_factors=[0.9,1.0,1.1]", "augment.noise_prob=0.5",
+            "augment.join_prob=0.5", "train.checkpoint_every_steps=1"]  # fmt: skip
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    subprocess.run([*args[:4], "--out", str(straight), *args[4:]], check=True, capture_output=True)
+    proc = subprocess.Popen([*args[:4], "--out", str(broken), *args[4:]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    info, deadline = {}, time.monotonic() + 240
+    while info.get("epoch") != 1 or info.get("steps_into_next_epoch", 0) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, info
+        time.sleep(0.02)
+        if (broken / "last.pt").is_file():
+            info = read_model_file(broken / "last.pt")["info"]
+    proc.kill()
+    proc.wait()
+    assert "steps_into_next_epoch" in read_model_file(broken / "last.pt")["info"]
+    subprocess.run([*args[:4], "--out", str(broken), *args[4:]], check=True, capture_output=True)
+    assert "in epoch 2 after step" in (broken / "train.log").read_text()
+    a = read_model_file(straight / "last.pt")["state_dict"]
+    b = read_model_file(broken / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -86,22 +86,33 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, example_manifest):
         train(wider, tmp_path / "wider", progress=False)
 
 
-def _crash_then_resume(cfg, out, after_epoch, monkeypatch):
-    """Run ``cfg`` into ``out``, stopping after ``after_epoch`` epochs as a crash would (the
-    epoch's files written), then run it again: it resumes from ``last.pt``."""
+def _crash_then_resume(cfg, out, after_epoch, monkeypatch, at_batch=None):
+    """Run ``cfg`` into ``out``, stopping as a crash would: after ``after_epoch`` epochs (the
+    epoch's files written), or, with ``at_batch``, as the run's training batch ``at_batch``
+    (counted from 1 over all epochs) starts its loss, so what was trained since the last
+    mid-epoch checkpoint is lost. Then run it again: it resumes from ``last.pt``."""
     import asr.train as T
+    import asr.train_state as S
 
-    real_plot = T.plot_history
+    real_plot, real_loss, batches = S.plot_history, T.ctc_loss, [0]
 
     def crash(history, path):
         real_plot(history, path)
         if len(history) == after_epoch:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(T, "plot_history", crash)
+    def crash_in_epoch(*args):
+        batches[0] += 1
+        if batches[0] == at_batch:
+            raise KeyboardInterrupt
+        return real_loss(*args)
+
+    monkeypatch.setattr(S, "plot_history", crash)
+    monkeypatch.setattr(T, "ctc_loss", crash_in_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, out, progress=False)
-    monkeypatch.setattr(T, "plot_history", real_plot)
+    monkeypatch.setattr(S, "plot_history", real_plot)
+    monkeypatch.setattr(T, "ctc_loss", real_loss)
     train(cfg, out, progress=False)
 
 
@@ -141,6 +152,39 @@ def test_resume_is_exact_with_loader_workers_and_augmentation(
     _assert_same_weights(straight, broken)
 
 
+@pytest.mark.parametrize("workers, accumulate, every", [(0, 1, 2), (2, 2, 1)])
+def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights(
+    tmp_path, example_manifest, monkeypatch, workers, accumulate, every
+):
+    """``train.checkpoint_every_steps`` writes ``last.pt`` inside an epoch. A run stopped in
+    epoch 2 as a crash would, one batch after such a checkpoint (that batch's work lost; with
+    accumulation, in the middle of a step), resumes at the checkpoint's batch and ends with the
+    weights and the history of a run never interrupted nor checkpointed inside an epoch. (A real
+    ``kill -9`` inside an epoch: tests/test_robustness.py.)"""
+    import json
+
+    over = {
+        "train.epochs": 2,
+        "data.max_batch_size": 2,  # 10 clips: 5 batches an epoch
+        "data.num_workers": workers,
+        "train.accumulate_grad": accumulate,
+        "augment.speed_factors": "[0.9,1.0,1.1]",
+        "augment.noise_prob": 0.5,
+        "augment.join_prob": 0.5,
+        "augment.warp": 0.1,
+    }
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    train(_cfg(example_manifest, **over), straight, progress=False)
+    cfg = _cfg(example_manifest, **over, **{"train.checkpoint_every_steps": every})
+    _crash_then_resume(cfg, broken, None, monkeypatch, at_batch=5 + 4)  # epoch 2, batch 4
+    _assert_same_weights(straight, broken)
+    steps = 2 // accumulate  # the last checkpoint before batch 4: after batch 2
+    assert f"in epoch 2 after step {steps} (2 batches)" in (broken / "train.log").read_text()
+    a, b = (json.loads((d / "history.json").read_text()) for d in (straight, broken))
+    for key in ("train_loss", "valid_loss", "valid_wer", "lr"):
+        assert [h[key] for h in a] == [h[key] for h in b], key
+
+
 def test_schedule_warms_up_then_decays():
     f = lr_lambda(warmup_steps=10, total_steps=110, min_ratio=0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
@@ -162,7 +206,7 @@ def test_cuda_mixed_precision_training_and_padding(tmp_path, example_manifest):
         example_manifest, **{"train.epochs": 2, "train.device": "cuda", "train.precision": "auto"}
     )
     record = train(cfg, tmp_path, progress=False)
-    assert math.isfinite(record["train_loss"])
+    assert math.isfinite(record.train_loss)
     rec = load_model(tmp_path / "last.pt", device="cuda")
     waves, lens = torch.randn(2, 16_000), torch.tensor([16_000, 7_000])
     batched, out_lens = rec.log_probs(waves, lens)
