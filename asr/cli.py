@@ -187,7 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_prepare(sub)
     _add_train(sub)
+    _add_evaluate(sub)
+    _add_transcribe(sub)
+    _add_align(sub)
+    _add_lm(sub)
+    _add_export(sub)
+    _add_serve(sub)
+    return parser
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="WER and CER of a model on a manifest",
@@ -202,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_precision(p)
     _add_decoder_args(p)
 
+
+def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "transcribe",
         help="transcribe audio files",
@@ -237,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_precision(p)
     _add_decoder_args(p)
 
+
+def _add_align(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "align",
         help="forced alignment of a known transcript",
@@ -258,8 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw the spectrogram, the CTC posteriors and the word boundaries",
     )
 
-    _add_lm(sub)
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="write a model file for release, or TorchScript / ONNX",
@@ -274,8 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--format", choices=["asr", "torchscript", "onnx"], default="asr")
     p.add_argument("--half", action="store_true", help="asr format: store weights as float16")
-    _add_serve(sub)
-    return parser
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
