@@ -127,18 +127,24 @@ def test_upload_click_a_word_play_from_its_time_download_subtitles(server, playw
         browser.close()
 
 
-def test_live_mode_shows_partials_then_final_text(server, playwright, tmp_path):
-    # the microphone is a file: two sentences with a second of quiet between, then quiet
-    first, second = (load_audio(p, 16_000).numpy() for p in (CLIP, OTHER))
-    quiet = np.zeros(16_000, dtype=np.float32)
+def _launch_with_microphone(playwright, wave: np.ndarray, tmp_path):
+    """Chromium whose fake microphone plays ``wave`` (16 kHz mono) once, permission granted."""
     mic = tmp_path / "mic.wav"
-    sf.write(mic, np.concatenate([quiet[:4000], first, quiet, second, quiet]), 16_000, "PCM_16")
-    browser = _launch(
+    sf.write(mic, wave, 16_000, "PCM_16")
+    return _launch(
         playwright,
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={mic}%noloop",
     )
+
+
+def test_live_mode_shows_partials_then_final_text(server, playwright, tmp_path):
+    # the microphone is a file: two sentences with a second of quiet between, then quiet
+    first, second = (load_audio(p, 16_000).numpy() for p in (CLIP, OTHER))
+    quiet = np.zeros(16_000, dtype=np.float32)
+    mic = np.concatenate([quiet[:4000], first, quiet, second, quiet])
+    browser = _launch_with_microphone(playwright, mic, tmp_path)
     try:
         page = browser.new_page()
         errors = _errors(page)
@@ -171,14 +177,8 @@ def test_live_mode_shows_partials_then_final_text(server, playwright, tmp_path):
 
 def test_record_from_the_microphone_then_transcribe(server, playwright, tmp_path):
     clip = load_audio(CLIP, 16_000).numpy()
-    mic = tmp_path / "mic.wav"
-    sf.write(mic, np.concatenate([np.zeros(4000, np.float32), clip]), 16_000, "PCM_16")
-    browser = _launch(
-        playwright,
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={mic}%noloop",
-    )
+    mic = np.concatenate([np.zeros(4000, np.float32), clip])
+    browser = _launch_with_microphone(playwright, mic, tmp_path)
     try:
         page = browser.new_page()
         errors = _errors(page)
