@@ -323,6 +323,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--max-decodes", type=int, default=2, help="decodes at once (default 2)")
     g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads each decode uses (default: the cores / --max-decodes, at least 1; "
+        "more threads than cores stall each other)",
+    )
+    g.add_argument(
         "--max-waiting",
         type=int,
         default=16,
@@ -564,7 +571,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from asr.transcribe import load_model
 
     try:
-        from asr.serve import ServeConfig, StreamConfig, create_app, is_loopback, serve
+        from asr.serve import (
+            ServeConfig,
+            StreamConfig,
+            create_app,
+            decode_threads,
+            is_loopback,
+            serve,
+        )
     except ImportError as exc:
         raise ValueError(f"{exc}; asr serve needs its extra: pip install -e '.[serve]'") from None
     cfg = ServeConfig(
@@ -576,6 +590,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_streams=args.max_streams,
         stream=StreamConfig(pause_seconds=args.pause),
     )
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    # torch's thread count is the whole process's: the decode slots share it, so it is set here,
+    # not by create_app (which a test or an embedding program calls in its own process)
+    torch.set_num_threads(args.threads or decode_threads(cfg.max_decodes))
     rec = load_model(args.model, device=args.device, precision=args.precision)
     asked = (args.decoder, args.decoder_config, args.lm, args.beam_size, args.lexicon)
     # one decoder per decode slot (beam search keeps its state in the decoder); None: the model's own

@@ -7,12 +7,15 @@ In one run, on the same short files (the clips of examples/, 0.2-6 s, cycled):
 
 1. the Python API in this process (``load_model().transcribe(path)``, word times included, one
    file after another): files per second and per-file latency p50/p95, the baseline (both it and
-   the server first transcribe every file --warmup times: the first decodes of a length are slow);
+   the server first transcribe every file --warmup times: the first decodes of a length are slow),
+   at torch's default thread count and at the server's (``asr serve --threads``: the cores
+   shared out among its decode slots, 1 each with 2 cores and 2 slots);
 2. ``asr serve`` started as a child process on a free loopback port, ``POST /v1/transcribe``
    (multipart, JSON with word times) from 1, 4 and 16 concurrent clients: requests per second,
-   latency p50/p95, and any non-200 answers. The 1-client requests alternate with the API's
-   calls on the same file, so both meet the same load; their ratio is what the server adds per
-   file (the issue's goal: under 1.20, i.e. under 20%);
+   latency p50/p95, and any non-200 answers. The 1-client requests take turns with the API's
+   calls on the same file, so all meet the same load; the ratio to the API at the server's
+   thread count is what the server adds per file (the issue's goal: under 1.20, i.e. under 20%),
+   and the server's ``Server-Timing`` header says where its time went;
 3. ``WS /v1/stream`` with the example clips joined by 0.8 s pauses: sent as fast as possible,
    the real-time factor (seconds from the first chunk to the last final text, over seconds of
    audio); sent in 0.25 s chunks at the pace of speech, the delay of each partial and final
@@ -38,10 +41,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import torch
 from websockets.sync.client import connect
 
 from asr.audio import AUDIO_EXTENSIONS, load_audio
 from asr.decode import GreedyDecoder
+from asr.serve import decode_threads
 from asr.serve.streaming import pcm16
 from asr.transcribe import load_model
 
@@ -64,26 +69,56 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_timing(header: str) -> dict[str, float]:
+    """``Server-Timing: upload;dur=1.20, decode;dur=25.1`` -> {"upload": 0.0012, ...} seconds."""
+    stages = {}
+    for part in header.split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        if name and dur:
+            stages[name] = float(dur) / 1000
+    return stages
+
+
 def paired(
-    rec, decoder, url: str, files: list[Path], n: int
-) -> tuple[list[float], list[float], int]:
-    """Per-file seconds of the Python API and of one HTTP client, file by file in turn (which
-    goes first alternates), so both meet the same load on the machine: (API, HTTP, non-200)."""
-    api, http, failed = [], [], 0
+    rec, decoder, url: str, files: list[Path], n: int, threads: tuple[int, int]
+) -> tuple[dict[str, list[float]], int, list[dict[str, float]]]:
+    """Per-file seconds of the Python API at torch's default thread count (``threads[0]``) and at
+    the server's (``threads[1]``), and of one HTTP client, file by file in turn (which goes first
+    rotates), so all meet the same load on the machine: (seconds by side, non-200 answers, the
+    server's own account of each request: its ``Server-Timing`` stages)."""
+    sides = {f"api{threads[0]}": [], f"api{threads[1]}": [], "http": []}
+    order = list(sides)
+    failed, stages = 0, []
     with httpx.Client(trust_env=False, timeout=600) as client:
         for i in range(n):
             path = files[i % len(files)]
             body = (path.name, path.read_bytes())
-            for side in (0, 1) if i % 2 else (1, 0):
+            for side in order[i % 3 :] + order[: i % 3]:
+                if side.startswith("api"):
+                    torch.set_num_threads(int(side[3:]))
                 time.sleep(IDLE_SECONDS)
                 t0 = time.perf_counter()
-                if side == 0:
+                if side.startswith("api"):
                     rec.transcribe(path, decoder=decoder)
-                    api.append(time.perf_counter() - t0)
+                    sides[side].append(time.perf_counter() - t0)
                 else:
-                    failed += client.post(url, files={"file": body}).status_code != 200
-                    http.append(time.perf_counter() - t0)
-    return api, http, failed
+                    response = client.post(url, files={"file": body})
+                    sides[side].append(time.perf_counter() - t0)
+                    failed += response.status_code != 200
+                    stages.append(server_timing(response.headers.get("server-timing", "")))
+    torch.set_num_threads(threads[0])
+    return sides, failed, stages
+
+
+def round_trips(url: str, n: int) -> list[float]:
+    """Seconds of ``n`` requests that do no work (``GET /v1/health``): HTTP's own cost here."""
+    times = []
+    with httpx.Client(trust_env=False, timeout=60) as client:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            client.get(url)
+            times.append(time.perf_counter() - t0)
+    return times
 
 
 async def http_load(
@@ -153,6 +188,26 @@ def stream_delays(run: dict) -> tuple[list[float], list[float]]:
     return partial, final
 
 
+def print_breakdown(
+    api: list[float], http: list[float], stages: list[dict[str, float]], trips: list[float]
+) -> None:
+    """Where the 1-client request's time went: the server's stages (mean ms per request), the
+    rest (client, HTTP, event loop), beside the API's own per-file time."""
+    names = [name for name in stages[0] if name != "total"] if stages and stages[0] else []
+    if not names:
+        print("(the server sent no Server-Timing header)")
+        return
+    mean = {name: 1000 * float(np.mean([s.get(name, 0.0) for s in stages])) for name in names}
+    total = 1000 * float(np.mean([s.get("total", 0.0) for s in stages]))
+    print("\nthe 1-client requests, mean ms per file:")
+    print(f"  Python API (the same files)        {1000 * np.mean(api):8.2f}")
+    print(f"  HTTP, as the client saw it          {1000 * np.mean(http):8.2f}")
+    for name in names:
+        print(f"    server: {name:<24} {mean[name]:8.2f}")
+    print(f"    outside the handler (client, HTTP) {1000 * np.mean(http) - total:6.2f}")
+    print(f"  a request that does no work (GET /v1/health): p50 {1000 * np.median(trips):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model file (default: bundled)")
@@ -213,20 +268,32 @@ def main() -> None:
             rec.transcribe(path, decoder=decoder)
         asyncio.run(http_load(url, files, args.warmup * len(files), 1))
 
-        api, one, failed = paired(rec, decoder, url, files, args.requests)
-        row = "{:<22} {:8.2f} {:7.3f} {:7.3f} {:>7}"
-        print(f"\n{'':<22} {'files/s':>8} {'p50 s':>7} {'p95 s':>7} {'failed':>7}")
-        print(row.format("Python API", len(api) / sum(api), *percentiles(api), ""))
+        default_threads, server_threads = torch.get_num_threads(), decode_threads(args.max_decodes)
+        sides, failed, stages = paired(
+            rec, decoder, url, files, args.requests, (default_threads, server_threads)
+        )
+        api = sides[f"api{server_threads}"]
+        one = sides["http"]
+        row = "{:<40} {:8.2f} {:7.3f} {:7.3f} {:>7}"
+        print(f"\n{'':<40} {'files/s':>8} {'p50 s':>7} {'p95 s':>7} {'failed':>7}")
+        for threads in dict.fromkeys((default_threads, server_threads)):
+            times = sides[f"api{threads}"]
+            label = f"Python API, {threads} thread{'s' if threads > 1 else ''}"
+            label += " (torch's default)" if threads == default_threads else " (the server's)"
+            print(row.format(label, len(times) / sum(times), *percentiles(times), ""))
         print(row.format("HTTP, 1 client", len(one) / sum(one), *percentiles(one), failed))
         for c in (c for c in clients if c > 1):
             rate, lat, failed = asyncio.run(http_load(url, files, max(args.requests, 2 * c), c))
             print(row.format(f"HTTP, {c} clients", rate, *percentiles(lat), failed))
-        ratios = np.array(one) / np.array(api)
-        print(
-            f"\nserver / API per file at 1 client, the same files in turn: "
-            f"{sum(one) / sum(api):.3f} (total time), {np.median(ratios):.3f} (median of "
-            f"per-file ratios); goal under 1.20"
-        )
+        for threads in dict.fromkeys((server_threads, default_threads)):
+            base_times = np.array(sides[f"api{threads}"])
+            print(
+                f"\nserver / API ({threads} thread{'s' if threads > 1 else ''}) per file at 1 "
+                f"client, the same files in turn: {sum(one) / base_times.sum():.3f} (total time), "
+                f"{np.median(np.array(one) / base_times):.3f} (median of per-file ratios)"
+                + ("; goal under 1.20" if threads == server_threads else "")
+            )
+        print_breakdown(api, one, stages, round_trips(base + "/v1/health", args.requests))
 
         clips = [load_audio(p, sr).numpy() for p in files[: args.stream_clips]]
         pause = np.zeros(int(PAUSE_SECONDS * sr), dtype=np.float32)

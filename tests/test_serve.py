@@ -38,6 +38,7 @@ from asr.serve import (  # noqa: E402
     StreamConfig,
     StreamTranscriber,
     create_app,
+    decode_threads,
     is_loopback,
 )
 from asr.serve.streaming import pcm16  # noqa: E402
@@ -124,6 +125,15 @@ def test_transcribe_multipart_gives_what_the_python_api_gives(server, client, re
         assert 0 <= word["confidence"] <= 1
         assert "chars" not in word
     assert " ".join(s["text"] for s in body["segments"]) == body["text"]
+    # where the time went, in milliseconds, stage by stage (developer tools and the benchmark)
+    timing = dict(
+        part.strip().split(";dur=") for part in response.headers["server-timing"].split(",")
+    )
+    stages = ["upload", "probe", "wait", "decode", "return", "render"]
+    assert list(timing) == [*stages, "total"]
+    ms = {name: float(value) for name, value in timing.items()}
+    assert all(value >= 0 for value in ms.values()) and ms["decode"] > 0
+    assert sum(ms[name] for name in stages) == pytest.approx(ms["total"], abs=0.05)
 
 
 def test_raw_body_and_subtitle_formats(server, client, rec, greedy):
@@ -503,6 +513,8 @@ def test_asr_serve_with_the_bundled_default_decoder(rec, client):
         decoder = client.get(url + "/v1/model").json()["decoder"]
         assert decoder["kind"] == "beam" and decoder["lm"] == "lm3.arpa"
         assert decoder["beam_size"] == 64
+        # the cores shared out among the decode slots (here one slot: all of them)
+        assert client.get(url + "/v1/model").json()["threads"] == decode_threads(1)
 
         response = client.post(url + "/v1/transcribe", files={"file": (AN4.name, AN4.read_bytes())})
         assert response.status_code == 200
@@ -526,6 +538,16 @@ def test_asr_serve_refuses_bad_limits(capsys):
 
     assert main(["serve", "--max-decodes", "0"]) == 2
     assert "max_decodes must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["serve", "--threads", "0"]) == 2
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_decode_threads_share_the_cores_among_the_slots():
+    assert decode_threads(1, cores=2) == 2
+    assert decode_threads(2, cores=2) == 1  # this machine's server: one thread per decode
+    assert decode_threads(4, cores=2) == 1  # never none
+    assert decode_threads(3, cores=16) == 5
+    assert decode_threads(2) >= 1  # the machine's own count
 
 
 def test_is_loopback():

@@ -10,6 +10,7 @@ threads), :mod:`~asr.serve.run` (uvicorn), ``static/`` (the page).
 
 from asr.serve.app import ServeConfig, create_app
 from asr.serve.run import ServerThread, is_loopback, serve
+from asr.serve.slots import decode_threads
 from asr.serve.streaming import StreamConfig, StreamTranscriber
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "StreamConfig",
     "StreamTranscriber",
     "create_app",
+    "decode_threads",
     "is_loopback",
     "serve",
 ]

@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -124,6 +125,30 @@ class ApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+class ServerTiming:
+    """Where a request's time went, as a ``Server-Timing`` header (browsers' developer tools show
+    it; ``benchmarks/serve.py`` reads it): each :meth:`lap` names the milliseconds since the last.
+
+    The stages of ``POST /v1/transcribe``: ``upload`` (the body, and its multipart form parsed),
+    ``probe`` (saved to a temporary file and its duration read), ``wait`` (for a decode slot and
+    its thread), ``decode`` (:meth:`Recognizer.transcribe`: read, features, model, search, word
+    times), ``return`` (back to the event loop), ``render`` (JSON or subtitles), and ``total``.
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = self.last = started
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps.append((name, now - self.last))
+        self.last = now
+
+    def header(self) -> str:
+        laps = [*self.laps, ("total", self.last - self.started)]
+        return ", ".join(f"{name};dur={seconds * 1000:.2f}" for name, seconds in laps)
 
 
 def error_response(exc: ApiError) -> JSONResponse:
@@ -255,6 +280,7 @@ class _Api:
                 "training": rec.info,
                 "decoder": describe_decoder(self.slots.first_decoder),
                 "device": str(rec.device),
+                "threads": torch.get_num_threads(),
                 "precision": rec.precision.name,
                 "limits": {
                     "max_upload_bytes": self.cfg.max_upload_bytes,
@@ -272,6 +298,7 @@ class _Api:
 
     async def transcribe(self, request: Request) -> Response:
         started = time.monotonic()
+        timing = ServerTiming(started)
         fmt = request.query_params.get("format", "json")
         if fmt not in RESPONSE_FORMATS:
             raise ApiError(
@@ -285,6 +312,7 @@ class _Api:
             raise ApiError(
                 408, "upload_timeout", f"the body did not arrive within {self.cfg.timeout:g} s"
             ) from None
+        timing.lap("upload")
         path = await run_in_threadpool(_save_temporary, data, _suffix(name))
         handed_over = False  # once the decode job starts, it removes the file
         try:
@@ -298,13 +326,16 @@ class _Api:
                     "too_large",
                     f"{name}: {duration:.1f} s of audio, over the limit of {self.cfg.max_duration:g} s",
                 )
+            timing.lap("probe")
 
             def job(decoder: Decoder) -> Transcript:
                 nonlocal handed_over
                 handed_over = True
+                timing.lap("wait")
                 try:
                     return self.rec.transcribe(path, decoder=decoder, word_timestamps=fmt != "txt")
                 finally:
+                    timing.lap("decode")
                     path.unlink(missing_ok=True)
 
             left = self.cfg.timeout - (time.monotonic() - started)
@@ -312,13 +343,18 @@ class _Api:
                 transcript = await self._decode(job, left)
             except AudioError as exc:
                 raise ApiError(422, "unreadable_audio", _own_words(exc, path, name)) from None
+            timing.lap("return")
         finally:
             if not handed_over:
                 path.unlink(missing_ok=True)
         transcript.path = name
         if fmt == "json":
-            return JSONResponse(to_dict(transcript))
-        return Response(render(transcript, fmt), media_type=RESPONSE_FORMATS[fmt])
+            response: Response = JSONResponse(to_dict(transcript))
+        else:
+            response = Response(render(transcript, fmt), media_type=RESPONSE_FORMATS[fmt])
+        timing.lap("render")
+        response.headers["Server-Timing"] = timing.header()
+        return response
 
     async def _decode(self, job: Callable[[Decoder], Transcript], timeout: float) -> Transcript:
         """Run ``job`` in a decode slot; a full line or a passed deadline as an :class:`ApiError`."""

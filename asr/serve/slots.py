@@ -9,6 +9,7 @@ decoder object, so two threads must never share one: each running decode borrows
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,18 @@ from typing import TypeVar
 from asr.transcribe import Decoder
 
 T = TypeVar("T")
+
+
+def decode_threads(running: int, cores: int | None = None) -> int:
+    """CPU threads for each of ``running`` decodes at once: the cores shared out, at least 1.
+
+    torch's thread teams synchronise at every operation, so one thread held up by another
+    runnable thread stalls its whole team; with more threads than cores, some always are (measured
+    by ``benchmarks/serve.py`` on 2 cores, 2 slots: 37 ms per short file with 2 threads each,
+    28 ms with 1).
+    """
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, running))
 
 
 class Busy(Exception):
