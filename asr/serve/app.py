@@ -462,57 +462,27 @@ class _Api:
                 "max_seconds": self.cfg.max_duration,
             }
         )
-        wake = asyncio.Event()
-        ended = asyncio.Event()
+        await _StreamRun(ws, session, self.slots, self.cfg.timeout).run()
 
-        async def receive() -> None:
-            while True:
-                try:
-                    message = await asyncio.wait_for(ws.receive(), self.cfg.timeout)
-                except asyncio.TimeoutError:
-                    raise ApiError(
-                        408, "idle_timeout", f"nothing arrived for {self.cfg.timeout:g} s"
-                    ) from None
-                if message["type"] == "websocket.disconnect":
-                    raise WebSocketDisconnect(message.get("code", 1000))
-                if message.get("bytes") is not None:
-                    try:
-                        session.push(message["bytes"])
-                    except AudioError as exc:
-                        raise ApiError(413, "too_large", str(exc)) from None
-                elif _is_end(message.get("text")):
-                    ended.set()
-                    wake.set()
-                    return
-                else:
-                    raise ApiError(
-                        400,
-                        "bad_request",
-                        'send binary 16-bit PCM, then the text {"type": "end"}; '
-                        f"got text {str(message.get('text'))[:80]!r}",
-                    )
-                wake.set()
 
-        async def decode() -> None:
-            while True:
-                await wake.wait()
-                wake.clear()
-                end = ended.is_set()
-                events = await self.slots.run(
-                    functools.partial(session.step, end=end), timeout=None, refuse_when_full=False
-                )
-                for event in events:
-                    await ws.send_json(event.to_dict())
-                if end:
-                    done = {
-                        "type": "done",
-                        "text": session.text,
-                        "duration": round(session.seconds, 3),
-                    }
-                    await ws.send_json(done)
-                    return
+class _StreamRun:
+    """One open stream: a task receiving audio and a task decoding it, until ``end`` or an error.
 
-        receiver, decoder = asyncio.create_task(receive()), asyncio.create_task(decode())
+    The receiver pushes each binary message into ``session`` and wakes the decoder, which runs one
+    :meth:`StreamTranscriber.step` in a decode slot over all audio that arrived meanwhile (so a
+    slow decode never queues up steps) and sends its events.
+    """
+
+    def __init__(
+        self, ws: WebSocket, session: StreamTranscriber, slots: DecodeSlots, timeout: float
+    ) -> None:
+        self.ws, self.session, self.slots, self.timeout = ws, session, slots, timeout
+        self.wake = asyncio.Event()  # audio arrived, or the end
+        self.ended = asyncio.Event()  # the client sent {"type": "end"}
+
+    async def run(self) -> None:
+        receiver = asyncio.create_task(self.receive())
+        decoder = asyncio.create_task(self.decode())
         try:
             finished, _ = await asyncio.wait(
                 {receiver, decoder}, return_when=asyncio.FIRST_EXCEPTION
@@ -524,16 +494,64 @@ class _Api:
             return
         except ApiError as exc:
             close = {413: 1009, 500: 1011}.get(exc.status, 1008)
-            await _close_with_error(ws, exc.status, exc.code, exc.message, close)
+            await _close_with_error(self.ws, exc.status, exc.code, exc.message, close)
             return
         except Exception as exc:
             log.exception("stream failed")
-            await _close_with_error(ws, 500, "internal_error", f"{type(exc).__name__}: {exc}", 1011)
+            await _close_with_error(
+                self.ws, 500, "internal_error", f"{type(exc).__name__}: {exc}", 1011
+            )
             return
         finally:
             for task in (receiver, decoder):
                 task.cancel()
-        await ws.close(1000)
+        await self.ws.close(1000)
+
+    async def receive(self) -> None:
+        while True:
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), self.timeout)
+            except asyncio.TimeoutError:
+                raise ApiError(
+                    408, "idle_timeout", f"nothing arrived for {self.timeout:g} s"
+                ) from None
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            if message.get("bytes") is not None:
+                try:
+                    self.session.push(message["bytes"])
+                except AudioError as exc:
+                    raise ApiError(413, "too_large", str(exc)) from None
+            elif _is_end(message.get("text")):
+                self.ended.set()
+                self.wake.set()
+                return
+            else:
+                raise ApiError(
+                    400,
+                    "bad_request",
+                    'send binary 16-bit PCM, then the text {"type": "end"}; '
+                    f"got text {str(message.get('text'))[:80]!r}",
+                )
+            self.wake.set()
+
+    async def decode(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            end = self.ended.is_set()
+            step = functools.partial(self.session.step, end=end)
+            events = await self.slots.run(step, timeout=None, refuse_when_full=False)
+            for event in events:
+                await self.ws.send_json(event.to_dict())
+            if end:
+                done = {
+                    "type": "done",
+                    "text": self.session.text,
+                    "duration": round(self.session.seconds, 3),
+                }
+                await self.ws.send_json(done)
+                return
 
 
 def _is_end(text: str | None) -> bool:
