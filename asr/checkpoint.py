@@ -67,7 +67,9 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-        kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+        kept = (
+            f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+        )
         raise SaveError(f"{path}: cannot write it ({reason}); {kept}") from None
     finally:
         if tmp.exists():

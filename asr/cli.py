@@ -626,7 +626,9 @@ def cmd_lm(args: argparse.Namespace) -> int:
         model = lm.mix(lm.read_arpa(args.first), lm.read_arpa(args.second), args.weight)
         model.write_arpa(args.out)
         sizes = ", ".join(f"{n}-grams {len(g)}" for n, g in model.grams.items())
-        print(f"wrote {args.out}: {args.weight} x {args.first} + {1 - args.weight:g} x {args.second}; {sizes}")
+        print(
+            f"wrote {args.out}: {args.weight} x {args.first} + {1 - args.weight:g} x {args.second}; {sizes}"
+        )
         return 0
     if args.lm_command == "lexicon":
         from asr.text import Tokenizer

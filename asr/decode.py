@@ -97,7 +97,9 @@ def check_lexicon(path: str, tokenizer: Tokenizer) -> None:
             raise DecoderError(f"{path}: line {n}: expected 'word spelling...'")
         unknown = [t for t in fields[1:] if t not in known]
         if unknown:
-            raise DecoderError(f"{path}: line {n}: tokens {unknown} are not in the model's vocabulary")
+            raise DecoderError(
+                f"{path}: line {n}: tokens {unknown} are not in the model's vocabulary"
+            )
 
 
 class GreedyDecoder:

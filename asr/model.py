@@ -178,7 +178,10 @@ class AcousticModel(nn.Module):
 
 
 def ctc_loss(
-    log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tensor, target_lens: torch.Tensor
+    log_probs: torch.Tensor,
+    out_lens: torch.Tensor,
+    targets: torch.Tensor,
+    target_lens: torch.Tensor,
 ) -> torch.Tensor:
     """Mean over the batch of each utterance's CTC loss divided by its target length.
 

@@ -130,7 +130,9 @@ class Recognizer:
                 from asr.config import load_decoder_config
                 from asr.decode import build_decoder
 
-                self._decoder = build_decoder(self.tokenizer, load_decoder_config(self.decoder_config))
+                self._decoder = build_decoder(
+                    self.tokenizer, load_decoder_config(self.decoder_config)
+                )
         return self._decoder
 
     @property
@@ -292,9 +294,12 @@ class Recognizer:
                 yield p, exc
                 continue
             if max_duration is not None and duration > max_duration:
-                yield p, AudioError(
-                    f"{p}: {duration:.0f} s long, over the limit of {max_duration:.0f} s "
-                    f"(--max-duration)"
+                yield (
+                    p,
+                    AudioError(
+                        f"{p}: {duration:.0f} s long, over the limit of {max_duration:.0f} s "
+                        f"(--max-duration)"
+                    ),
                 )
                 continue
             sized.append((duration, p))

@@ -15,4 +15,5 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
             "the browser tests will be skipped" >&2
 fi
 "$PYTHON" -m ruff check asr tests benchmarks
+"$PYTHON" -m ruff format --check asr tests benchmarks
 "$PYTHON" -m pytest -q "$@"

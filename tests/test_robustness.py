@@ -218,7 +218,14 @@ def test_a_really_full_filesystem(tmp_path, example_manifest, capsys):
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small filesystem here: {done.stderr.decode().strip()}")
     try:
-        args = ["train", "--out", str(mnt / "exp"), "--no-progress", "-c", str(ROOT / "conf/model/small.yaml")]
+        args = [
+            "train",
+            "--out",
+            str(mnt / "exp"),
+            "--no-progress",
+            "-c",
+            str(ROOT / "conf/model/small.yaml"),
+        ]
         rc = main([*args, f"data.train={example_manifest}", f"data.valid={example_manifest}",
                    "data.num_workers=0", "train.epochs=1"])  # fmt: skip
         err = capsys.readouterr().err

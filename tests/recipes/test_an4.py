@@ -98,4 +98,3 @@ def test_reencoded_copy_is_read_by_name(tmp_path):
     (utt,) = summary.splits["train"]
     assert utt.audio.endswith("an251-fash-b.opus") and utt.text == "YES"
     assert utt.duration == pytest.approx(0.5, abs=0.01)
-
