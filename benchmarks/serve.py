@@ -81,24 +81,26 @@ def server_timing(header: str) -> dict[str, float]:
 
 def paired(
     rec, decoder, url: str, files: list[Path], n: int, threads: tuple[int, int]
-) -> tuple[dict[str, list[float]], int, list[dict[str, float]]]:
+) -> tuple[dict[int | str, list[float]], int, list[dict[str, float]]]:
     """Per-file seconds of the Python API at torch's default thread count (``threads[0]``) and at
     the server's (``threads[1]``), and of one HTTP client, file by file in turn (which goes first
     rotates), so all meet the same load on the machine: (seconds by side, non-200 answers, the
-    server's own account of each request: its ``Server-Timing`` stages)."""
-    sides = {f"api{threads[0]}": [], f"api{threads[1]}": [], "http": []}
+    server's own account of each request: its ``Server-Timing`` stages). The sides are keyed by
+    thread count (the API; one key when both counts are the same) and ``"http"``."""
+    sides: dict[int | str, list[float]] = {threads[0]: [], threads[1]: [], "http": []}
     order = list(sides)
     failed, stages = 0, []
     with httpx.Client(trust_env=False, timeout=600) as client:
         for i in range(n):
             path = files[i % len(files)]
             body = (path.name, path.read_bytes())
-            for side in order[i % 3 :] + order[: i % 3]:
-                if side.startswith("api"):
-                    torch.set_num_threads(int(side[3:]))
+            first = i % len(order)
+            for side in order[first:] + order[:first]:
+                if isinstance(side, int):
+                    torch.set_num_threads(side)
                 time.sleep(IDLE_SECONDS)
                 t0 = time.perf_counter()
-                if side.startswith("api"):
+                if isinstance(side, int):
                     rec.transcribe(path, decoder=decoder)
                     sides[side].append(time.perf_counter() - t0)
                 else:
@@ -200,7 +202,7 @@ def print_breakdown(
     mean = {name: 1000 * float(np.mean([s.get(name, 0.0) for s in stages])) for name in names}
     total = 1000 * float(np.mean([s.get("total", 0.0) for s in stages]))
     print("\nthe 1-client requests, mean ms per file:")
-    print(f"  Python API (the same files)        {1000 * np.mean(api):8.2f}")
+    print(f"  Python API, the server's threads    {1000 * np.mean(api):8.2f}")
     print(f"  HTTP, as the client saw it          {1000 * np.mean(http):8.2f}")
     for name in names:
         print(f"    server: {name:<24} {mean[name]:8.2f}")
@@ -272,12 +274,12 @@ def main() -> None:
         sides, failed, stages = paired(
             rec, decoder, url, files, args.requests, (default_threads, server_threads)
         )
-        api = sides[f"api{server_threads}"]
+        api = sides[server_threads]
         one = sides["http"]
         row = "{:<40} {:8.2f} {:7.3f} {:7.3f} {:>7}"
         print(f"\n{'':<40} {'files/s':>8} {'p50 s':>7} {'p95 s':>7} {'failed':>7}")
         for threads in dict.fromkeys((default_threads, server_threads)):
-            times = sides[f"api{threads}"]
+            times = sides[threads]
             label = f"Python API, {threads} thread{'s' if threads > 1 else ''}"
             label += " (torch's default)" if threads == default_threads else " (the server's)"
             print(row.format(label, len(times) / sum(times), *percentiles(times), ""))
@@ -286,7 +288,7 @@ def main() -> None:
             rate, lat, failed = asyncio.run(http_load(url, files, max(args.requests, 2 * c), c))
             print(row.format(f"HTTP, {c} clients", rate, *percentiles(lat), failed))
         for threads in dict.fromkeys((server_threads, default_threads)):
-            base_times = np.array(sides[f"api{threads}"])
+            base_times = np.array(sides[threads])
             print(
                 f"\nserver / API ({threads} thread{'s' if threads > 1 else ''}) per file at 1 "
                 f"client, the same files in turn: {sum(one) / base_times.sum():.3f} (total time), "
