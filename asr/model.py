@@ -204,3 +204,77 @@ def ctc_loss(
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def widen_state_dict(
+    state: dict[str, torch.Tensor],
+    cfg: ModelConfig,
+    old_hidden: int,
+    generator: torch.Generator | None = None,
+    noise: float = 0.01,
+) -> dict[str, torch.Tensor]:
+    """A state dict of an :class:`AcousticModel` with ``hidden_size`` ``old_hidden``, widened to
+    ``cfg.hidden_size`` units per direction and layer so that the wider model computes the same
+    function (Net2WiderNet, Chen et al. 2016).
+
+    Each new unit copies the incoming weights (all gates, input and recurrent) of an old unit
+    chosen at random; every weight *leaving* a unit that now has ``c`` copies (the next layer's
+    input, the recurrent matrix, the output layer) is divided by ``c``. Copies see the same inputs
+    and start from the same state, so their outputs are equal and the sum that reads them is
+    unchanged. ``noise`` (relative to each matrix's standard deviation) is added to the new
+    copies' incoming weights so that they can drift apart; with ``noise=0`` the widened model's
+    output equals the old one's to rounding. Dropout between layers breaks the symmetry too.
+
+    Args:
+        state: the narrower model's state dict (float tensors).
+        cfg: the wider model's shape; only ``hidden_size`` may differ from the narrower one's.
+        old_hidden: the narrower model's ``hidden_size`` (H); ``cfg.hidden_size`` (H') >= H.
+    """
+    new_hidden = cfg.hidden_size
+    if new_hidden < old_hidden:
+        raise ValueError(f"cannot widen {old_hidden} units to fewer ({new_hidden})")
+    gates = GATES[cfg.rnn_type]
+    dirs = ("fwd", "bwd") if cfg.bidirectional else ("fwd",)
+    extra = new_hidden - old_hidden
+    # source[j]: the old unit new unit j copies; units 0..H-1 keep their place
+    picks = torch.randperm(old_hidden, generator=generator)[:extra]
+    if extra > old_hidden:  # more than doubling: draw the rest with replacement
+        more = torch.randint(old_hidden, (extra - old_hidden,), generator=generator)
+        picks = torch.cat([picks, more])
+    source = torch.cat([torch.arange(old_hidden), picks])  # (H',)
+    copies = torch.bincount(source, minlength=old_hidden).float()  # (H,)
+    share = 1.0 / copies[source]  # (H',): what each copy passes on of its unit's output
+    rows = torch.cat([k * old_hidden + source for k in range(gates)])  # (gates*H',)
+
+    def split_inputs(w: torch.Tensor) -> torch.Tensor:
+        """Columns that read a layer's ``len(dirs) * H`` outputs -> ``len(dirs) * H'`` columns."""
+        cols = torch.cat([d * old_hidden + source for d in range(len(dirs))])
+        return w[:, cols] * share.repeat(len(dirs))[None, :]
+
+    def jitter(w: torch.Tensor) -> torch.Tensor:
+        """Noise on the rows of the new units only (``w`` has gates*H' rows)."""
+        if noise <= 0 or extra == 0:
+            return w
+        fresh = torch.zeros(gates, new_hidden, 1, dtype=torch.bool)
+        fresh[:, old_hidden:] = True
+        scale = noise * w.std()
+        eps = torch.randn(w.shape, generator=generator, dtype=w.dtype) * scale
+        return w + eps * fresh.reshape(gates * new_hidden, 1)
+
+    out = dict(state)
+    for layer in range(cfg.num_layers):
+        for d in dirs:
+            p = f"rnns.{layer}.{d}."
+            w_ih = state[p + "weight_ih_l0"][rows]  # (gates*H', I)
+            if layer > 0:
+                w_ih = split_inputs(w_ih)  # (gates*H', D*H')
+            w_hh = state[p + "weight_hh_l0"][rows][:, source] * share[None, :]  # (gates*H', H')
+            out[p + "weight_ih_l0"] = jitter(w_ih)
+            out[p + "weight_hh_l0"] = jitter(w_hh)
+            out[p + "bias_ih_l0"] = state[p + "bias_ih_l0"][rows]
+            out[p + "bias_hh_l0"] = state[p + "bias_hh_l0"][rows]
+    out["output.weight"] = split_inputs(state["output.weight"])  # (V, D*H')
+    return out

@@ -28,7 +28,7 @@ from asr.checkpoint import ModelFileError, SaveError, atomic_save, model_record,
 from asr.config import Config, config_to_dict
 from asr.distributed import Distributed, all_gather
 from asr.features import FeatureExtractor
-from asr.model import AcousticModel
+from asr.model import AcousticModel, widen_state_dict
 from asr.plot import plot_history
 from asr.precision import PrecisionChoice
 from asr.text import Tokenizer
@@ -249,16 +249,24 @@ def restore(run: Run, loader: DataLoader, path: Path) -> TrainState:
 def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: str) -> None:
     """Load the weights of the model file ``path`` into ``model`` (to fine-tune it).
 
+    A model file of the same shape but fewer units per layer (``model.hidden_size``) is widened
+    into ``model`` by :func:`asr.model.widen_state_dict`: the wider model starts out computing
+    what the narrower one did, and its new units train from there.
+
     Raises:
         ModelFileError: the file is not a model file, or its features, model shape or
             vocabulary differ from ``cfg``'s (the weights would not mean the same thing).
     """
     record = read_model_file(path)
     wanted = {"features": asdict(cfg.features), "model": asdict(cfg.model)}
+    theirs_hidden = record["model"].get("hidden_size", cfg.model.hidden_size)
+    widen = theirs_hidden < cfg.model.hidden_size
     for section, mine in wanted.items():
         theirs = record[section]
-        # dropout does not change what the weights mean: fine-tuning may set its own
-        differ = sorted(k for k in mine if k != "dropout" and k in theirs and theirs[k] != mine[k])
+        # dropout does not change what the weights mean: fine-tuning may set its own; a narrower
+        # model is widened into this one (below)
+        free = {"dropout", "hidden_size"} if widen else {"dropout"}
+        differ = sorted(k for k in mine if k not in free and k in theirs and theirs[k] != mine[k])
         if differ:
             shown = ", ".join(
                 f"{section}.{k}: {theirs[k]!r} there, {mine[k]!r} here" for k in differ
@@ -267,6 +275,13 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
     if record["tokens"] != tokenizer.to_list():
         raise ModelFileError(f"{path}: cannot initialise from this model (another vocabulary)")
     state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
+    if widen:
+        generator = torch.Generator().manual_seed(cfg.train.seed)
+        state = widen_state_dict(state, cfg.model, theirs_hidden, generator)
+        log.info(
+            f"{path}: {theirs_hidden} units per layer and direction widened to "
+            f"{cfg.model.hidden_size} (each new unit a copy of an old one: the same outputs)"
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -85,3 +85,45 @@ def test_bad_model_config():
         AcousticModel(ModelConfig(rnn_type="transformer"), 20, 5)
     with pytest.raises(ValueError, match="num_layers"):
         AcousticModel(ModelConfig(num_layers=0), 20, 5)
+
+
+@pytest.mark.parametrize(
+    "cfg,wider",
+    [
+        (CASES[0], 24),  # lstm, some units copied once
+        (ModelConfig(hidden_size=8, num_layers=3, rnn_type="gru"), 20),  # more than doubled
+        (ModelConfig(hidden_size=8, num_layers=2, rnn_type="rnn", bidirectional=False), 13),
+        (ModelConfig(hidden_size=8, num_layers=2, subsample="conv", conv_channels=4), 12),
+    ],
+    ids=["lstm", "gru-x2.5", "rnn-uni", "lstm-conv"],
+)
+def test_widening_keeps_the_function(cfg, wider):
+    """Net2WiderNet: the widened model computes the narrower one's outputs (noise 0), padding and
+    all; with the default noise it stays close."""
+    from dataclasses import replace
+
+    from asr.model import GATES, widen_state_dict
+
+    torch.manual_seed(0)
+    narrow = AcousticModel(cfg, num_features=20, vocab_size=7).eval()
+    wide_cfg = replace(cfg, hidden_size=wider)
+    lens = torch.tensor([40, 23])
+    feats = torch.randn(2, 40, 20) * (torch.arange(40)[None, :, None] < lens[:, None, None])
+    with torch.no_grad():
+        want, want_lens = narrow(feats, lens)
+        for noise, atol in ((0.0, 1e-5), (0.01, 0.05)):
+            wide = AcousticModel(wide_cfg, num_features=20, vocab_size=7).eval()
+            g = torch.Generator().manual_seed(1)
+            wide.load_state_dict(
+                widen_state_dict(narrow.state_dict(), wide_cfg, cfg.hidden_size, g, noise)
+            )
+            got, got_lens = wide(feats, lens)
+            assert torch.equal(got_lens, want_lens)
+            for b in range(2):
+                n = int(want_lens[b])
+                assert torch.allclose(got[b, :n], want[b, :n], atol=atol), (noise, b)
+        assert wide.rnns[0].fwd.weight_ih_l0.shape[0] == GATES[cfg.rnn_type] * wider
+    with pytest.raises(ValueError, match="fewer"):
+        widen_state_dict(
+            narrow.state_dict(), replace(cfg, hidden_size=cfg.hidden_size - 1), cfg.hidden_size
+        )

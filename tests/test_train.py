@@ -81,9 +81,29 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, example_manifest):
         assert torch.equal(a[k], b[k]), k
     assert f"weights from {base}" in (tmp_path / "tuned" / "train.log").read_text()
 
-    wider = _cfg(example_manifest, **{"train.init_from": base, "model.hidden_size": 48})
+    narrower = _cfg(example_manifest, **{"train.init_from": base, "model.hidden_size": 24})
     with pytest.raises(ModelFileError, match=r"last\.pt: cannot initialise.*model\.hidden_size"):
-        train(wider, tmp_path / "wider", progress=False)
+        train(narrower, tmp_path / "narrower", progress=False)
+    deeper = _cfg(example_manifest, **{"train.init_from": base, "model.num_layers": 2})
+    with pytest.raises(ModelFileError, match=r"last\.pt: cannot initialise.*model\.num_layers"):
+        train(deeper, tmp_path / "deeper", progress=False)
+
+    # a wider model starts from the narrower one's function (its units copied), then trains on
+    wider = _cfg(
+        example_manifest,
+        **{"train.epochs": 1, "train.lr": 0.0, "train.init_from": base, "model.hidden_size": 48},
+    )
+    train(wider, tmp_path / "wider", progress=False)
+    assert (
+        "32 units per layer and direction widened to 48"
+        in (tmp_path / "wider" / "train.log").read_text()
+    )
+    narrow, wide = load_model(base), load_model(tmp_path / "wider" / "last.pt")
+    assert wide.model.rnns[0].fwd.weight_hh_l0.shape == (4 * 48, 48)
+    wave = torch.randn(1, 16_000) * 0.1
+    lp_n, _ = narrow.log_probs(wave, torch.tensor([16_000]))
+    lp_w, _ = wide.log_probs(wave, torch.tensor([16_000]))
+    assert torch.allclose(lp_n, lp_w, atol=0.05)
 
 
 def _crash_then_resume(cfg, out, after_epoch, monkeypatch, at_batch=None):
