@@ -50,7 +50,8 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
         "unless told otherwise; other models greedily. --decoder greedy for raw speed; beam "
         "search: --decoder beam, optionally with a lexicon and a KenLM word n-gram. "
         "--decoder-config reads a 'decoder:' YAML section (as 'asr lm tune' writes); the flags "
-        "below override it.",
+        "below override it, or the bundled model's own config when none is given (e.g. "
+        "--lm-weight 1 alone: the bundled beam search and LM with another LM weight).",
     )
     g.add_argument("--decoder", choices=["greedy", "beam"], default=None)
     g.add_argument("--decoder-config", type=Path, default=None)
@@ -69,18 +70,39 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--word-score", type=float, default=None, help="insertion bonus per word")
 
 
+DECODER_FLAGS = (
+    "decoder",
+    "decoder_config",
+    "lm",
+    "lexicon",
+    "beam_size",
+    "beam_size_token",
+    "beam_threshold",
+    "lm_weight",
+    "word_score",
+)
+
+
+def _decoder_asked(args: argparse.Namespace) -> bool:
+    """Whether any decoding flag was given."""
+    return any(getattr(args, k) is not None for k in DECODER_FLAGS)
+
+
 def _decoder(args: argparse.Namespace, tokenizer, rec=None):
     """The decoder the flags ask for; none asked for: ``rec``'s default (the bundled model's
-    beam search with its LM), else greedy."""
+    beam search with its LM), else greedy. Flags that only adjust a beam search (``--lm-weight``,
+    ``--word-score``, ``--beam-size``, ...) apply on top of ``rec``'s own decoder config when
+    neither ``--decoder-config`` nor ``--lm`` replaces it."""
     from asr.config import load_decoder_config
     from asr.decode import build_decoder
 
-    asked = (args.decoder, args.decoder_config, args.lm, args.beam_size, args.lexicon)
-    if rec is not None and all(x is None for x in asked):
+    if rec is not None and not _decoder_asked(args):
         return rec.default_decoder
-
+    base = args.decoder_config
+    if base is None and args.lm is None and rec is not None and args.decoder != "greedy":
+        base = rec.decoder_config  # None for a model without one
     cfg = load_decoder_config(
-        args.decoder_config,
+        base,
         kind=args.decoder,
         beam_size=args.beam_size,
         beam_size_token=args.beam_size_token,
@@ -90,7 +112,7 @@ def _decoder(args: argparse.Namespace, tokenizer, rec=None):
         lm_weight=args.lm_weight,
         word_score=args.word_score,
     )
-    if args.decoder is None and args.decoder_config is None and (args.lm or args.beam_size):
+    if args.decoder is None and base is None and (args.lm or args.beam_size):
         cfg.kind = "beam"  # asking for an LM or a beam means beam search
     return build_decoder(tokenizer, cfg)
 
@@ -596,11 +618,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # not by create_app (which a test or an embedding program calls in its own process)
     torch.set_num_threads(args.threads or decode_threads(cfg.max_decodes))
     rec = load_model(args.model, device=args.device, precision=args.precision)
-    asked = (args.decoder, args.decoder_config, args.lm, args.beam_size, args.lexicon)
     # one decoder per decode slot (beam search keeps its state in the decoder); None: the model's own
-    make_decoder = (
-        (lambda: _decoder(args, rec.tokenizer)) if any(x is not None for x in asked) else None
-    )
+    make_decoder = (lambda: _decoder(args, rec.tokenizer, rec)) if _decoder_asked(args) else None
     app = create_app(rec, cfg, make_decoder, args.model.name if args.model else "bundled")
     if not is_loopback(args.host):
         print(

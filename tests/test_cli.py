@@ -114,6 +114,27 @@ def test_beam_decoding_and_lm_tuning_from_the_command_line(
 
     section = yaml.safe_load(out.read_text())["decoder"]
     assert section["kind"] == "beam" and section["lm"] == "lm/digits.arpa"  # relative to the YAML
+
+    # flags that adjust a beam search apply on top of a model's own decoder config (the bundled
+    # model's decoder.yaml); no flags: the model's own decoder
+    from types import SimpleNamespace
+
+    from asr.cli import _decoder
+    from asr.decode import GreedyDecoder
+    from asr.text import Tokenizer
+
+    rec = SimpleNamespace(decoder_config=out, default_decoder="the model's own")
+
+    def decoder(*flags):
+        args = build_parser().parse_args(["evaluate", "--manifest", "m.jsonl", *flags])
+        return _decoder(args, Tokenizer(), rec)
+
+    assert decoder() == "the model's own"
+    adjusted = decoder("--word-score", "3.5", "--beam-size", "4").cfg
+    assert (adjusted.kind, adjusted.word_score, adjusted.beam_size) == ("beam", 3.5, 4)
+    assert adjusted.lm == str(lm) and adjusted.lm_weight == section["lm_weight"]
+    assert isinstance(decoder("--decoder", "greedy", "--word-score", "1"), GreedyDecoder)
+    assert decoder("--lm", str(lm)).cfg.lm_weight == 0.5  # another LM: the defaults, not the config
     assert (
         main(
             [
