@@ -177,7 +177,20 @@ def _add_lm(sub: argparse._SubParsersAction) -> None:
         "best pair into a decoder config (--out) that --decoder-config accepts.",
     )
     t.add_argument("--model", type=Path, default=None, help="model file (default: bundled)")
-    t.add_argument("--manifest", type=Path, required=True, help="dev manifest (not the test set)")
+    t.add_argument(
+        "--manifest",
+        type=Path,
+        required=True,
+        help="dev manifest (not the test set); several, comma-separated, are scored together",
+    )
+    t.add_argument(
+        "--average",
+        choices=["words", "sets"],
+        default="words",
+        help="with several manifests: 'words' (default) scores all their utterances pooled, so a "
+        "set counts by its words; 'sets' takes the mean of the sets' WERs, so that each domain "
+        "counts the same (e.g. spelled letters beside read sentences)",
+    )
     t.add_argument("--lm", required=True)
     t.add_argument("--lexicon", default=None, help="default: the ARPA model's words")
     t.add_argument("--beam-size", type=int, default=64)
@@ -703,6 +716,16 @@ def _lm_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_names(manifests: list[str]) -> list[str]:
+    """Short distinct names for manifests: their folders (``an4/dev.jsonl`` -> ``an4``), else
+    their file names, else their places."""
+    for name in (lambda m: Path(m).parent.name, lambda m: Path(m).stem):
+        names = [name(m) for m in manifests]
+        if all(names) and len(set(names)) == len(names):
+            return names
+    return [f"set {i + 1}" for i in range(len(manifests))]
+
+
 def _lm_tune(args: argparse.Namespace) -> int:
     import yaml
 
@@ -712,9 +735,15 @@ def _lm_tune(args: argparse.Namespace) -> int:
     from asr.transcribe import load_model
 
     rec = load_model(args.model, device=args.device, precision=args.precision)
-    _, refs, emissions = manifest_emissions(
-        rec.model, rec.features, rec.tokenizer, str(args.manifest), rec.precision
-    )
+    manifests = [m for m in str(args.manifest).split(",") if m.strip()]
+    refs, emissions, groups = [], [], []
+    for g, manifest in enumerate(manifests):
+        _, set_refs, set_emissions = manifest_emissions(
+            rec.model, rec.features, rec.tokenizer, manifest, rec.precision
+        )
+        refs += set_refs
+        emissions += set_emissions
+        groups += [g] * len(set_refs)
     cfg = DecoderConfig(
         kind="beam", beam_size=args.beam_size, lm=args.lm, lexicon=args.lexicon or ""
     )
@@ -727,13 +756,22 @@ def _lm_tune(args: argparse.Namespace) -> int:
         floats(args.lm_weights),
         floats(args.word_scores),
         args.jobs,
+        groups,
+        args.average,
     )
-    print(f"{'lm_weight':>9} {'word_score':>10} {'WER %':>7}")
-    for w, s, wer in sorted(table):
-        print(f"{w:9.2f} {s:10.2f} {100 * wer:7.2f}")
-    best_w, best_s, best_wer = table[0]
+    names = _set_names(manifests) if len(manifests) > 1 else []
+    label = "WER %" if not names else ("pooled %" if args.average == "words" else "mean %")
     print(
-        f"best: lm_weight={best_w} word_score={best_s} WER {100 * best_wer:.2f}% on {args.manifest}"
+        f"{'lm_weight':>9} {'word_score':>10} {label:>8}" + "".join(f" {n:>10.10}" for n in names)
+    )
+    for w, s, wer, per_set in sorted(table, key=lambda r: r[:2]):
+        cells = "".join(f" {100 * x:10.2f}" for x in per_set) if names else ""
+        print(f"{w:9.2f} {s:10.2f} {100 * wer:8.2f}{cells}")
+    best_w, best_s, best_wer, _ = table[0]
+    how = {"words": "", "sets": " (mean of the sets)"}[args.average] if names else ""
+    print(
+        f"best: lm_weight={best_w} word_score={best_s} WER {100 * best_wer:.2f}%{how} "
+        f"on {args.manifest}"
     )
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -750,7 +788,7 @@ def _lm_tune(args: argparse.Namespace) -> int:
         "word_score": best_s,
     }
     out.write_text(
-        f"# asr lm tune on {args.manifest}: WER {100 * best_wer:.2f}%\n"
+        f"# asr lm tune on {args.manifest}: WER {100 * best_wer:.2f}%{how}\n"
         + yaml.safe_dump({"decoder": section}, sort_keys=False)
     )
     print(f"wrote {out}")

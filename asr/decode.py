@@ -8,6 +8,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -251,22 +252,29 @@ _TUNE: dict = {}
 
 
 def _tune_init(
-    emissions: list[torch.Tensor], refs: list[str], tokenizer: Tokenizer, cfg: DecoderConfig
+    emissions: list[torch.Tensor],
+    refs: list[str],
+    groups: list[int],
+    tokenizer: Tokenizer,
+    cfg: DecoderConfig,
 ) -> None:
-    _TUNE.update(emissions=emissions, refs=refs, tokenizer=tokenizer, cfg=cfg)
+    _TUNE.update(emissions=emissions, refs=refs, groups=groups, tokenizer=tokenizer, cfg=cfg)
 
 
-def _tune_point(point: tuple[float, float]) -> tuple[float, float, int, int]:
+def _tune_point(point: tuple[float, float]) -> tuple[float, float, list[int], list[int]]:
+    """(lm_weight, word_score, word errors per group, reference words per group)."""
     from asr.metrics import word_errors
 
     lm_weight, word_score = point
     cfg = replace(_TUNE["cfg"], lm_weight=lm_weight, word_score=word_score, nbest=1)
     decoder = BeamDecoder(_TUNE["tokenizer"], cfg)
-    errors = words = 0
-    for emission, ref in zip(_TUNE["emissions"], _TUNE["refs"]):
+    n = max(_TUNE["groups"]) + 1
+    errors, words = [0] * n, [0] * n
+    for emission, ref, g in zip(_TUNE["emissions"], _TUNE["refs"], _TUNE["groups"]):
         hyp = decoder(emission[None], torch.tensor([emission.shape[0]]))[0]
         counts = word_errors(ref, hyp.text)
-        errors, words = errors + counts.errors, words + counts.ref_len
+        errors[g] += counts.errors
+        words[g] += counts.ref_len
     return lm_weight, word_score, errors, words
 
 
@@ -278,7 +286,9 @@ def tune_weights(
     lm_weights: Sequence[float],
     word_scores: Sequence[float],
     jobs: int = 2,
-) -> list[tuple[float, float, float]]:
+    groups: Sequence[int] | None = None,
+    average: Literal["words", "sets"] = "words",
+) -> list[tuple[float, float, float, tuple[float, ...]]]:
     """WER of every (lm_weight, word_score) pair on a dev set, best first.
 
     Args:
@@ -288,13 +298,24 @@ def tune_weights(
         cfg: the decoder's other settings (beam size, LM, lexicon).
         lm_weights, word_scores: the grid.
         jobs: processes decoding grid points in parallel.
+        groups: each utterance's dev set (0, 1, ...); None: all one set.
+        average: ``words``: the WER of all utterances pooled (a set counts by its words);
+            ``sets``: the mean of the sets' WERs (each set, so each domain, counts the same).
 
     Returns:
-        ``[(lm_weight, word_score, wer), ...]`` sorted by WER.
+        ``[(lm_weight, word_score, wer, (wer of set 0, set 1, ...)), ...]`` sorted by ``wer``.
     """
+    if average not in ("words", "sets"):
+        raise ValueError(f"average must be 'words' or 'sets', got {average!r}")
     BeamDecoder(tokenizer, cfg)  # fail here, once, on a bad LM or lexicon
     grid = [(w, s) for w in lm_weights for s in word_scores]
-    args = (emissions, refs, tokenizer, cfg)
+    args = (
+        emissions,
+        refs,
+        list(groups) if groups is not None else [0] * len(refs),
+        tokenizer,
+        cfg,
+    )
     if jobs > 1:
         import multiprocessing as mp
 
@@ -303,5 +324,9 @@ def tune_weights(
     else:
         _tune_init(*args)
         results = [_tune_point(p) for p in grid]
-    table = [(w, s, e / max(1, n)) for w, s, e, n in results]
+    table = []
+    for w, s, errors, words in results:
+        per_set = tuple(e / max(1, n) for e, n in zip(errors, words))
+        pooled = sum(errors) / max(1, sum(words))
+        table.append((w, s, pooled if average == "words" else sum(per_set) / len(per_set), per_set))
     return sorted(table, key=lambda r: (r[2], r[0]))

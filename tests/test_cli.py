@@ -110,6 +110,24 @@ def test_beam_decoding_and_lm_tuning_from_the_command_line(
         "best: lm_weight=" in printed
         and len([l for l in printed.splitlines() if l.strip()[:1].isdigit()]) == 4
     )
+    # two dev sets, each counting the same: a column per set, and their mean is what is ranked
+    half = tmp_path / "half.jsonl"
+    half.write_text(
+        "".join(
+            json.dumps({**r, "audio": str(DATA / r["audio"])}) + "\n"
+            for r in map(json.loads, manifest.read_text().splitlines()[::2])
+        )
+    )
+    both = f"{manifest},{half}"
+    assert main(args[:5] + [both, *args[6:], "--average", "sets"]) == 0
+    printed = capsys.readouterr().out
+    assert "mean %" in printed and "fsdd" in printed and "half" in printed
+    rows = [l.split() for l in printed.splitlines() if l.strip()[:1].isdigit()]
+    assert len(rows) == 4 and all(len(r) == 5 for r in rows)
+    for _, _, mean, a, b in rows:
+        assert abs(float(mean) - (float(a) + float(b)) / 2) < 0.011
+    assert "(mean of the sets)" in printed
+
     import yaml
 
     section = yaml.safe_load(out.read_text())["decoder"]
