@@ -6,7 +6,8 @@ the decoder config), so the whole table costs one forward pass per set. Usage:
     python recipes/default/score.py [--model exp/gen3/best.pt] [--decoder-config asr/pretrained/decoder.yaml]
         [--data data/default] [--sets dev|test|all]
 
-Prints a Markdown table of WER / CER per set, and the dev sets pooled (what selects models).
+Prints a Markdown table of WER / CER per set, the dev sets pooled (what selects models), and the
+mean of the dev sets' WERs (what `asr lm tune --average sets` ranks).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def main() -> None:
     print("| held-out set | utterances | greedy WER / CER | beam + LM WER / CER |")
     print("|---|---|---|---|")
     pooled: dict[str, list] = {"ids": [], "refs": [], "greedy": [], "beam": []}
+    dev_wers: dict[str, list[float]] = {"greedy": [], "beam": []}
     for label, rel in sets:
         manifest = str(Path(args.data) / rel)
         ids, refs, emissions = manifest_emissions(
@@ -72,6 +74,7 @@ def main() -> None:
             cells.append(f"{100 * s.wer:.1f}% / {100 * s.cer:.1f}%")
             if (label, rel) in DEV:
                 pooled[name] += hyps
+                dev_wers[name].append(s.wer)
         if (label, rel) in DEV:
             pooled["ids"] += [f"{rel}:{i}" for i in ids]
             pooled["refs"] += refs
@@ -82,6 +85,10 @@ def main() -> None:
             s = score(pooled["ids"], pooled["refs"], pooled[name])
             cells.append(f"{100 * s.wer:.2f}% / {100 * s.cer:.2f}%")
         print(f"| the five dev sets together | {len(pooled['ids'])} | {cells[0]} | {cells[1]} |")
+        mean = [sum(w) / len(w) for w in dev_wers.values()]
+        print(
+            f"| mean of the five dev sets' WERs | | {100 * mean[0]:.2f}% | {100 * mean[1]:.2f}% |"
+        )
 
 
 if __name__ == "__main__":
