@@ -127,7 +127,7 @@ def _read(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray
                 )
         except Exception as exc:  # librosa/audioread raise many types; all mean "unreadable"
             raise AudioError(
-                f"{path}: cannot read audio (soundfile: {sf_error}; librosa: {exc})"
+                f"{path}: cannot read audio (soundfile: {sf_error}; librosa: {str(exc) or type(exc).__name__})"
             ) from None
         if not MIN_SAMPLE_RATE <= int(rate) <= MAX_SAMPLE_RATE:
             raise AudioError(

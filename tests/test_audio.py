@@ -63,8 +63,9 @@ def test_errors_name_the_file(tmp_path):
         load_audio(tmp_path / "missing.wav")
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
-    with pytest.raises(AudioError, match=r"corrupt\.wav: cannot read audio"):
+    with pytest.raises(AudioError, match=r"corrupt\.wav: cannot read audio") as caught:
         load_audio(corrupt)
+    assert not str(caught.value).endswith("librosa: )")  # each reader says why, never nothing
     empty = write_audio(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), 16_000)
     with pytest.raises(AudioError, match=r"empty\.wav: audio file holds no samples"):
         load_audio(empty)
