@@ -361,8 +361,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads each decode uses (default: the cores / --max-decodes, at least 1; "
-        "more threads than cores stall each other)",
+        help="CPU threads each decode uses (default: the cores less one, left to the event loop, "
+        "/ --max-decodes, at least 1; more threads than cores stall each other)",
     )
     g.add_argument(
         "--max-waiting",

@@ -542,10 +542,12 @@ def test_asr_serve_refuses_bad_limits(capsys):
     assert "--threads must be >= 1, got 0" in capsys.readouterr().err
 
 
-def test_decode_threads_share_the_cores_among_the_slots():
-    assert decode_threads(1, cores=2) == 2
+def test_decode_threads_share_the_cores_but_one_among_the_slots():
+    assert decode_threads(1, cores=2) == 1  # one core left to the event loop
     assert decode_threads(2, cores=2) == 1  # this machine's server: one thread per decode
     assert decode_threads(4, cores=2) == 1  # never none
+    assert decode_threads(1, cores=1) == 1
+    assert decode_threads(1, cores=16) == 15
     assert decode_threads(3, cores=16) == 5
     assert decode_threads(2) >= 1  # the machine's own count
 

@@ -21,15 +21,17 @@ T = TypeVar("T")
 
 
 def decode_threads(running: int, cores: int | None = None) -> int:
-    """CPU threads for each of ``running`` decodes at once: the cores shared out, at least 1.
+    """CPU threads for each of ``running`` decodes at once: the cores but one shared out, at least 1.
 
     torch's thread teams synchronise at every operation, so one thread held up by another
-    runnable thread stalls its whole team; with more threads than cores, some always are (measured
-    by ``benchmarks/serve.py`` on 2 cores, 2 slots: 37 ms per short file with 2 threads each,
-    28 ms with 1).
+    runnable thread stalls its whole team; with more threads than cores, some always are. The
+    event loop (uploads, HTTP parsing, JSON) needs a core of its own while decodes run, so one is
+    left to it. Measured by ``benchmarks/serve.py`` on 2 cores: 2 slots of 2 threads took 37 ms a
+    short file, of 1 thread 28 ms; 1 slot of 2 threads took 1.50x the Python API's time per file
+    (at torch's default 2 threads), 1 slot of 1 thread 1.07-1.10x.
     """
     cores = cores or os.cpu_count() or 1
-    return max(1, cores // max(1, running))
+    return max(1, (cores - 1) // max(1, running))
 
 
 class Busy(Exception):
