@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ DEFAULT_MODEL = Path(__file__).parent / "pretrained" / "default.pt"
 # the bundled model's decoding: beam search with its LM and tuned weights (asr lm tune)
 DEFAULT_DECODER = Path(__file__).parent / "pretrained" / "decoder.yaml"
 LONG_SECONDS = 30.0  # audio longer than this is cut at pauses into pieces (asr.vad)
+PIECE_BATCH = 8  # a long file's pieces go through the model this many at a time
 MAX_SECONDS = 24 * 3600.0  # transcribe_files refuses longer files (a forged or runaway header)
 CUE_SECONDS = 7.0  # subtitle cues: at most this long
 CUE_LINE_CHARS = 42  # ... with lines of at most this many characters, two lines a cue
@@ -175,13 +177,15 @@ class Recognizer:
         sample_rate: int | None = None,
         decoder: Decoder | None = None,
         word_timestamps: bool = True,
+        batch_size: int = PIECE_BATCH,
     ) -> Transcript:
         """Transcribe one file or waveform of any length.
 
         Audio longer than :data:`LONG_SECONDS` is cut at pauses into pieces of at most ~20 s
         (:mod:`asr.vad`), each transcribed on its own and placed at its offset: no word is split or
         doubled at a cut, and memory stays flat with the file's length (files are read piece by
-        piece where the format allows).
+        piece where the format allows). The pieces run through the model ``batch_size`` at a
+        time (padded, with their true lengths: the same result as one by one, faster).
 
         Args:
             source: an audio file path, or a waveform ``(N,)`` / ``(N, channels)``.
@@ -189,6 +193,7 @@ class Recognizer:
             decoder: :attr:`default_decoder` if not given (the bundled model: beam search with its
                 LM; others: greedy); :func:`asr.decode.build_decoder` makes any other.
             word_timestamps: align the hypothesis to give words times and confidences.
+            batch_size: pieces of a long file per forward pass.
 
         Returns:
             a :class:`Transcript` with text, timed words and subtitle-sized segments.
@@ -202,14 +207,14 @@ class Recognizer:
             duration = audio_duration(source)
             if duration <= LONG_SECONDS:
                 return self._transcript(
-                    [(0.0, load_audio(source, sr))], decoder, word_timestamps, path
+                    [(0.0, load_audio(source, sr))], decoder, word_timestamps, 1, path
                 )
             energies = frame_energies_db((w for _, w in read_windows(source, sr, 60 * sr, 0)), sr)
             pieces = (
                 (a, load_audio(source, sr, offset=a, duration=b - a))
                 for a, b in speech_segments(energies)
             )
-            return self._transcript(pieces, decoder, word_timestamps, path, duration)
+            return self._transcript(pieces, decoder, word_timestamps, batch_size, path, duration)
         wave = torch.as_tensor(source, dtype=torch.float32)
         if wave.ndim == 2:  # (N, channels) -> mono
             wave = wave.mean(dim=1)
@@ -219,31 +224,36 @@ class Recognizer:
             wave = AF.resample(wave, sample_rate, sr)
         duration = len(wave) / sr
         if duration <= LONG_SECONDS:
-            return self._transcript([(0.0, wave)], decoder, word_timestamps)
+            return self._transcript([(0.0, wave)], decoder, word_timestamps, 1)
         pieces = (
             (a, wave[int(a * sr) : int(b * sr)])
             for a, b in speech_segments(frame_energies_db([wave], sr))
         )
-        return self._transcript(pieces, decoder, word_timestamps, "", duration)
+        return self._transcript(pieces, decoder, word_timestamps, batch_size, "", duration)
 
     def _transcript(
         self,
         pieces: Iterable[tuple[float, torch.Tensor]],
         decoder: Decoder | None,
         word_timestamps: bool,
+        batch_size: int,
         path: str = "",
         duration: float | None = None,
     ) -> Transcript:
-        """Decode ``(offset seconds, waveform)`` pieces one by one and join them."""
+        """Decode ``(offset seconds, waveform)`` pieces, ``batch_size`` per forward pass, in order,
+        and join them. Only one batch of pieces is held at a time."""
         decoder = decoder or self.default_decoder
         texts, words, end = [], [], 0.0
-        for offset, wave in pieces:
-            log_probs, out_lens = self.log_probs(wave[None], torch.tensor([len(wave)]))
-            text = self._decode_one(
-                log_probs[0, : out_lens[0]].cpu(), decoder, words, word_timestamps, offset, wave
-            )
-            texts.append(text)
-            end = offset + len(wave) / self.sample_rate
+        pieces = iter(pieces)
+        while batch := list(islice(pieces, max(1, batch_size))):
+            waves, wav_lens = pad_waves([wave for _, wave in batch])
+            log_probs, out_lens = self.log_probs(waves, wav_lens)
+            for b, (offset, wave) in enumerate(batch):
+                frames = log_probs[b, : out_lens[b]].cpu()
+                texts.append(
+                    self._decode_one(frames, decoder, words, word_timestamps, offset, wave)
+                )
+                end = offset + len(wave) / self.sample_rate
         text = " ".join(t for t in texts if t)
         return Transcript(text, words, make_segments(words), round(duration or end, 3), path)
 
@@ -333,7 +343,7 @@ class Recognizer:
         for p in [p for d, p in sized if d > LONG_SECONDS]:
             try:
                 result: Transcript | Exception = self.transcribe(
-                    p, decoder=decoder, word_timestamps=word_timestamps
+                    p, decoder=decoder, word_timestamps=word_timestamps, batch_size=batch_size
                 )
             except AudioError as exc:
                 result = exc

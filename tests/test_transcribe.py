@@ -45,6 +45,32 @@ def test_ten_minutes_cut_at_pauses_equal_their_pieces(tmp_path, example_records)
     )  # a word (right or wrong) for nearly every clip
 
 
+def test_long_audio_in_batches_of_pieces_equals_one_by_one(example_records):
+    """A long recording's pieces go through the model 8 at a time, padded: the text and word
+    times are those of transcribing each piece alone (padding never changes a result)."""
+    model = load_model(precision="fp32")
+    clips = [load_audio(DATA / r["audio"]).numpy() for r in example_records]
+    rng = np.random.default_rng(1)
+    parts = []
+    for i in range(30):  # 30 clips with 0.6-1.2 s pauses: ~45 s, a piece per clip
+        parts += [
+            clips[i % len(clips)],
+            (rng.standard_normal(int(rng.uniform(0.6, 1.2) * 16_000)) * 1e-3).astype(np.float32),
+        ]
+    wave = np.concatenate(parts)
+    assert len(wave) / 16_000 > LONG_SECONDS
+    pieces = speech_segments(frame_energies_db([torch.from_numpy(wave)], 16_000))
+    assert len(pieces) > 8 and len(pieces) % 8  # full batches and a last, partial one
+    greedy = GreedyDecoder(model.tokenizer)
+    one = model.transcribe(wave, sample_rate=16_000, decoder=greedy, batch_size=1)
+    batched = model.transcribe(wave, sample_rate=16_000, decoder=greedy, batch_size=8)
+    assert one.text and batched.text == one.text
+    assert len(batched.words) == len(one.words)
+    for a, b in zip(batched.words, one.words):
+        assert a.word == b.word
+        assert abs(a.start - b.start) < 1e-3 and abs(a.end - b.end) < 1e-3
+
+
 def test_waveform_input_and_sample_rates(example_records):
     model = load_model()
     clip = load_audio(DATA / example_records[0]["audio"], 8_000)
