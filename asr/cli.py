@@ -271,7 +271,12 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
         metavar="FILE.png",
         help="one input only: draw its spectrogram, CTC posteriors and word boundaries",
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="short files, or a long file's pieces, per forward pass (default 16)",
+    )
     p.add_argument(
         "--max-duration",
         type=float,
