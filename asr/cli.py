@@ -16,6 +16,7 @@ from asr.checkpoint import ModelFileError
 from asr.cli_prepare import add_prepare, cmd_prepare
 from asr.config import ConfigError
 from asr.data import ManifestError
+from asr.precision import PRECISIONS
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -36,10 +37,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 def _add_precision(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
+        choices=list(PRECISIONS),
         default="auto",
         help="the model's matrix products: auto (default) = bf16 where the CPU (AMX-BF16, "
-        "AVX512-BF16) or GPU multiplies bf16 natively, else fp32",
+        "AVX512-BF16) or GPU multiplies bf16 natively, else fp32; fp16 on CUDA only",
     )
 
 
@@ -235,7 +236,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="WER and CER of a model on a manifest",
-        description="Greedy-decode a manifest and print WER and CER with S/D/I counts.",
+        description="Decode a manifest (the bundled model: beam search with its LM; others: greedy, "
+        "unless told otherwise) and print WER and CER with S/D/I counts.",
     )
     p.add_argument("--model", type=Path, default=None, help="model file (default: bundled)")
     p.add_argument("--manifest", type=Path, required=True)
