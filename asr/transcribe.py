@@ -200,7 +200,9 @@ class Recognizer:
 
         Raises:
             AudioError: an unreadable or empty file or waveform.
+            ValueError: ``batch_size`` below 1.
         """
+        _check_batch_size(batch_size)
         sr = self.sample_rate
         path = str(source) if isinstance(source, (str, Path)) else ""
         if path:
@@ -245,7 +247,7 @@ class Recognizer:
         decoder = decoder or self.default_decoder
         texts, words, end = [], [], 0.0
         pieces = iter(pieces)
-        while batch := list(islice(pieces, max(1, batch_size))):
+        while batch := list(islice(pieces, batch_size)):
             waves, wav_lens = pad_waves([wave for _, wave in batch])
             log_probs, out_lens = self.log_probs(waves, wav_lens)
             for b, (offset, wave) in enumerate(batch):
@@ -296,6 +298,7 @@ class Recognizer:
         header is checked before any of its audio is read. Results come in the order of
         ``paths``' durations, shortest first.
         """
+        _check_batch_size(batch_size)
         sized: list[tuple[float, Path]] = []
         for p in map(Path, paths):
             try:
@@ -350,6 +353,11 @@ class Recognizer:
             bar.update()
             yield p, result
         bar.close()
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
 
 
 def build_recognizer(record: dict, where: str = "model file") -> Recognizer:

@@ -1,6 +1,7 @@
 """Transcribing files of any length: long audio is cut at pauses, read piece by piece, and joined."""
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -69,6 +70,8 @@ def test_long_audio_in_batches_of_pieces_equals_one_by_one(example_records):
     for a, b in zip(batched.words, one.words):
         assert a.word == b.word
         assert abs(a.start - b.start) < 1e-3 and abs(a.end - b.end) < 1e-3
+    with pytest.raises(ValueError, match="batch size must be >= 1, got 0"):
+        model.transcribe(wave, sample_rate=16_000, batch_size=0)
 
 
 def test_waveform_input_and_sample_rates(example_records):
