@@ -156,6 +156,10 @@ class TrainConfig:
     min_lr_ratio: float = bounded(0.02, 0, 1)  # the cosine decay ends at lr * min_lr_ratio
     grad_clip: float = bounded(5.0, 0, above=True)  # max gradient norm
     sortagrad: bool = True  # epoch 1 runs batches shortest first
+    # initial weights, batch order and every augmentation draw: (seed, epoch, utterance) fixes an
+    # utterance's speed, noise, pauses and joins. A stage that starts from an earlier stage's
+    # weights (init_from) should take another seed, or it replays that stage's batches and draws
+    # epoch for epoch (the bundled model's stages 2-7 did: recipes/default/README.md)
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # the dtype of the model's matrix products (asr/precision.py): auto = bf16 autocast where the
