@@ -159,7 +159,8 @@ class TrainConfig:
     # initial weights, batch order and every augmentation draw: (seed, epoch, utterance) fixes an
     # utterance's speed, noise, pauses and joins. A stage that starts from an earlier stage's
     # weights (init_from) should take another seed, or it replays that stage's batches and draws
-    # epoch for epoch (the bundled model's stages 2-7 did: recipes/default/README.md)
+    # epoch for epoch (the bundled model's stages 2-7 did: recipes/default/README.md); model files
+    # record their seed, and asr train warns when init_from's is this one
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # the dtype of the model's matrix products (asr/precision.py): auto = bf16 autocast where the

@@ -433,6 +433,7 @@ def _average_last(run: Run, valid_utts: list[Utterance], history: list[EpochReco
         "valid_cer": result.score.cer,
         "train_manifest": data.train,
         "valid_manifest": data.valid,
+        "seed": cfg.train.seed,
     }
     record = model_record(
         asdict(cfg.features), asdict(cfg.model), run.tokenizer.to_list(), averaged, info

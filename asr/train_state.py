@@ -129,7 +129,7 @@ def save(run: Run, state: TrainState, loader: DataLoader, improved: bool = False
         info["steps_into_next_epoch"] = state.progress.steps
     elif state.history:
         info.update(valid_wer=state.history[-1].valid_wer, valid_cer=state.history[-1].valid_cer)
-    info.update(train_manifest=cfg.data.train, valid_manifest=cfg.data.valid)
+    info.update(train_manifest=cfg.data.train, valid_manifest=cfg.data.valid, seed=cfg.train.seed)
     weights = run.model.state_dict()
     record = model_record(
         asdict(cfg.features), asdict(cfg.model), run.tokenizer.to_list(), weights, info
@@ -286,3 +286,8 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: cannot initialise from this model ({exc})") from None
+    if record.get("info", {}).get("seed") == cfg.train.seed:
+        log.warning(
+            f"{path} was trained with train.seed {cfg.train.seed} too: this run replays its batch "
+            "order and augmentation draws, epoch for epoch (set another train.seed for new ones)"
+        )

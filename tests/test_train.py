@@ -79,7 +79,10 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, example_manifest):
     b = load_model(tmp_path / "tuned" / "last.pt").model.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    assert f"weights from {base}" in (tmp_path / "tuned" / "train.log").read_text()
+    log = (tmp_path / "tuned" / "train.log").read_text()
+    assert f"weights from {base}" in log
+    # the same seed as the run it starts from: warned that it replays that run's draws
+    assert f"{base} was trained with train.seed 1234 too: this run replays" in log
 
     narrower = _cfg(example_manifest, **{"train.init_from": base, "model.hidden_size": 24})
     with pytest.raises(ModelFileError, match=r"last\.pt: cannot initialise.*model\.hidden_size"):
@@ -91,13 +94,18 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, example_manifest):
     # a wider model starts from the narrower one's function (its units copied), then trains on
     wider = _cfg(
         example_manifest,
-        **{"train.epochs": 1, "train.lr": 0.0, "train.init_from": base, "model.hidden_size": 48},
+        **{
+            "train.epochs": 1,
+            "train.lr": 0.0,
+            "train.init_from": base,
+            "model.hidden_size": 48,
+            "train.seed": 8,
+        },
     )
     train(wider, tmp_path / "wider", progress=False)
-    assert (
-        "32 units per layer and direction widened to 48"
-        in (tmp_path / "wider" / "train.log").read_text()
-    )
+    log = (tmp_path / "wider" / "train.log").read_text()
+    assert "32 units per layer and direction widened to 48" in log
+    assert "replays" not in log  # a seed of its own
     narrow, wide = load_model(base), load_model(tmp_path / "wider" / "last.pt")
     assert wide.model.rnns[0].fwd.weight_hh_l0.shape == (4 * 48, 48)
     wave = torch.randn(1, 16_000) * 0.1
