@@ -4,7 +4,9 @@
         --decoder-config asr/pretrained/decoder.yaml --precisions fp32,auto,int8
 
 Prints a table with one column per precision (fp32 first, the baseline of the speed-ups; ``auto``
-is what ``asr transcribe`` picks on this machine; ``int8`` is PyTorch's dynamic int8 quantization
+is what ``asr transcribe`` picks on this machine; ``autocast`` is auto's dtype the way inference
+ran it before the recognizer kept a low-precision copy of its model, autocast around each call,
+which casts every weight again each time; ``int8`` is PyTorch's dynamic int8 quantization
 of the LSTM and linear layers, measured as an alternative): seconds of audio transcribed per second
 of wall time (greedy, then beam search with the LM of --decoder-config), on the manifest's real
 held-out audio, file by file as a user's ``asr transcribe`` runs them (audio loading and word
@@ -34,7 +36,7 @@ from asr.config import load_decoder_config
 from asr.data import normalized_utterances
 from asr.decode import GreedyDecoder, build_decoder
 from asr.metrics import score
-from asr.transcribe import load_model
+from asr.transcribe import Recognizer, load_model
 
 CHILD = """
 import resource, sys, time
@@ -47,9 +49,24 @@ print(time.perf_counter() - t0, len(result.words), resource.getrusage(resource.R
 """
 
 
+class AutocastRecognizer(Recognizer):
+    """The inference path before :class:`Recognizer` kept a low-precision copy of its model:
+    autocast around each call over the float32 model (the same numbers, a weight cast per use)."""
+
+    @torch.no_grad()
+    def log_probs(self, waves: torch.Tensor, wav_lens: torch.Tensor):
+        self.model.eval()
+        feats, feat_lens = self.features(waves.to(self.device), wav_lens.to(self.device))
+        with self.precision.autocast(self.device):
+            return self.model(feats, feat_lens)
+
+
 def load_for(model: str | None, device: str, precision: str):
-    """The recognizer for one column: ``fp32``/``bf16``/``auto`` autocast, or ``int8`` (dynamic
-    quantization of the LSTM and linear layers, float32 activations)."""
+    """The recognizer for one column: ``fp32``/``bf16``/``auto``, ``autocast`` (auto's dtype by
+    autocast per call, the earlier path), or ``int8`` (dynamic quantization of the LSTM and
+    linear layers, float32 activations)."""
+    if precision == "autocast":
+        return AutocastRecognizer(**vars(load_model(model, device=device, precision="auto")))
     if precision != "int8":
         return load_model(model, device=device, precision=precision)
     rec = load_model(model, device=device, precision="fp32")
@@ -100,7 +117,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="length of the long file")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
-        "--precisions", default="fp32,auto", help="columns: fp32, auto, bf16, int8 (fp32 first)"
+        "--precisions",
+        default="fp32,auto",
+        help="columns: fp32, auto, bf16, autocast, int8 (fp32 first)",
     )
     args = parser.parse_args()
     names = [p.strip() for p in args.precisions.split(",") if p.strip()]
@@ -110,7 +129,11 @@ def main() -> None:
     audio_seconds = sum(u.duration for u in utts)
     where = torch.cuda.get_device_name() if first.device.type == "cuda" else "CPU"
     chosen = {
-        n: (m.precision.reason if n != "int8" else "int8 dynamic quantization")
+        n: (
+            "int8 dynamic quantization"
+            if n == "int8"
+            else m.precision.reason + (", autocast per call" if n == "autocast" else "")
+        )
         for n, m in models.items()
     }
     print(

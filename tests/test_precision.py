@@ -6,10 +6,13 @@ import pytest
 import torch
 
 from asr import load_model
-from asr.config import ModelConfig
+from asr.config import FeatureConfig, ModelConfig
+from asr.features import FeatureExtractor
 from asr.model import AcousticModel
 from asr.precision import cpu_bf16_native, resolve_precision
+from asr.text import Tokenizer
 from asr.train import train
+from asr.transcribe import Recognizer
 from tests.conftest import DATA, ROOT
 from tests.test_train import _cfg
 
@@ -101,3 +104,37 @@ def test_bf16_transcripts_match_fp32_on_real_clips():
         }
     assert len(texts["fp32"]) == len(paths)
     assert texts["bf16"] == texts["fp32"]
+
+
+@pytest.mark.parametrize("subsample", ["stack", "conv"])
+def test_bf16_inference_copy_computes_what_autocast_does(subsample):
+    """A recognizer in bf16 runs a bf16 copy of its model (no per-call weight casts): the same
+    log-probabilities as autocast over the float32 model, bit for bit, and a change to the
+    float32 weights reaches it."""
+    torch.manual_seed(0)
+    features = FeatureExtractor(FeatureConfig(n_mels=20))
+    cfg = ModelConfig(hidden_size=32, num_layers=2, subsample=subsample, conv_channels=4)
+    model = AcousticModel(cfg, features.num_features, len(Tokenizer())).eval()
+    rec = Recognizer(features, model, Tokenizer(), info={}).set_precision("bf16")
+    waves = torch.randn(2, 16_000) * 0.1
+    wav_lens = torch.tensor([16_000, 9_000])
+
+    def autocast():  # the features stay float32, as in Recognizer.log_probs
+        with torch.no_grad():
+            feats, feat_lens = features(waves, wav_lens)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model(feats, feat_lens)
+
+    for step in range(2):
+        lp, lens = rec.log_probs(waves, wav_lens)
+        ref, ref_lens = autocast()
+        assert torch.equal(lp, ref) and torch.equal(lens, ref_lens), step
+        assert lp.dtype == torch.float32
+        with torch.no_grad():  # as fine-tuning or load_state_dict would change them
+            model.output.bias.add_(1.0)
+            model.rnns[0].fwd.weight_hh_l0.mul_(0.5)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert torch.equal(
+        rec.set_precision("fp32").log_probs(waves, wav_lens)[0],
+        model(*features(waves, wav_lens))[0].detach(),
+    )
