@@ -126,13 +126,21 @@ def train(
     ddp, device = init_distributed(resolve_device(cfg.train.device))
     joined = joined and dist.is_initialized()
     handler = _setup_logging(out_dir) if ddp.is_main else None
+    finished = False
     try:
-        return _train(cfg, out_dir, resume, progress and ddp.is_main, ddp, device)
+        record = _train(cfg, out_dir, resume, progress and ddp.is_main, ddp, device)
+        finished = True
+        return record
     finally:
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
         if joined:
+            if finished:
+                # every rank reaches this point before any tears its group down: rank 0 may
+                # still be averaging checkpoints, and a rank that leaves early can abort gloo's
+                # threads in the others ("terminate called without an active exception")
+                dist.barrier()
             dist.destroy_process_group()
 
 
