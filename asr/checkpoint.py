@@ -140,6 +140,50 @@ def strip_checkpoint(record: dict, half: bool = False, info: dict | None = None)
     return model_record(record["features"], record["model"], record["tokens"], state, merged)
 
 
+def average_model_files(paths: list[str | Path]) -> dict:
+    """One model file's record whose weights are the element-wise mean of ``paths``' weights.
+
+    For stages of one staged training (each started from the last one's weights) or epochs of one
+    run; the files must agree on features, model shape (dropout aside) and vocabulary. The mean is
+    taken in float32 (a float16 release file counts as its float32 values) and stored in float32;
+    ``info`` is the first file's, with ``averaged_from`` naming every file.
+
+    Raises:
+        ModelFileError: a file does not load, or differs from the first in shape or vocabulary.
+    """
+    if len(paths) < 2:
+        raise ValueError(f"averaging needs two model files or more, got {len(paths)}")
+    records = [read_model_file(p) for p in paths]
+    first, first_path = records[0], paths[0]
+
+    def shape(record: dict) -> dict:
+        return {k: v for k, v in record["model"].items() if k != "dropout"}
+
+    for path, record in zip(paths[1:], records[1:]):
+        for key, part in (("features", lambda r: r["features"]), ("model", shape)):
+            if part(record) != part(first):
+                raise ModelFileError(
+                    f"{path}: its {key} config differs from {first_path}'s "
+                    f"({part(record)} against {part(first)}): only one model's files average"
+                )
+        if record["tokens"] != first["tokens"]:
+            raise ModelFileError(f"{path}: its vocabulary differs from {first_path}'s")
+        theirs, ours = record["state_dict"], first["state_dict"]
+        bad = sorted(set(theirs) ^ set(ours)) or [
+            k for k in ours if theirs[k].shape != ours[k].shape
+        ]
+        if bad:
+            raise ModelFileError(f"{path}: its weights do not match {first_path}'s (e.g. {bad[0]})")
+    state = {
+        k: sum(r["state_dict"][k].float() for r in records) / len(records)
+        if v.is_floating_point()
+        else v
+        for k, v in first["state_dict"].items()
+    }
+    info = {**first.get("info", {}), "averaged_from": [str(p) for p in paths]}
+    return model_record(first["features"], first["model"], first["tokens"], state, info)
+
+
 def average_weights(paths: list[str | Path]) -> dict:
     """The element-wise mean of the state dicts saved in ``paths`` (non-float entries: the last's).
 

@@ -329,6 +329,16 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--format", choices=["asr", "torchscript", "onnx"], default="asr")
     p.add_argument("--half", action="store_true", help="asr format: store weights as float16")
+    p.add_argument(
+        "--average",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="MODEL",
+        help="export the mean of --model's weights and these files' (epochs of one run, or "
+        "stages of one staged training; same shape and vocabulary), e.g. --model "
+        "exp/gen9/best.pt --average exp/gen8/best.pt",
+    )
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -588,11 +598,20 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from asr.checkpoint import atomic_save, read_model_file, strip_checkpoint
+    from asr.checkpoint import (
+        atomic_save,
+        average_model_files,
+        read_model_file,
+        strip_checkpoint,
+    )
     from asr.transcribe import DEFAULT_MODEL, build_recognizer
 
     model_path = args.model or DEFAULT_MODEL
-    record = strip_checkpoint(read_model_file(model_path), half=args.half)
+    if args.average:
+        record = average_model_files([model_path, *args.average])
+    else:
+        record = read_model_file(model_path)
+    record = strip_checkpoint(record, half=args.half)
     rec = build_recognizer(record, str(model_path))  # refuse to write a file that would not load
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "torchscript":

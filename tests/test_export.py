@@ -50,3 +50,33 @@ def test_onnx_matches_pytorch(model_file, tmp_path):
     assert abs(got - expected.numpy()).max() < 1e-4
     meta = session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["tokens"]) == rec.tokenizer.to_list()
+
+
+def test_export_averages_model_files_and_refuses_another_models(model_file, tmp_path, capsys):
+    """asr export --average: the element-wise mean of several files' weights, as one model file."""
+    record = torch.load(model_file, weights_only=True)
+    other = {**record, "state_dict": {k: v.float() * 0.5 for k, v in record["state_dict"].items()}}
+    other_path = tmp_path / "other.pt"
+    torch.save(other, other_path)
+    out = tmp_path / "mean.pt"
+    argv = ["export", "--model", str(model_file), "--average", str(other_path), "--out", str(out)]
+    assert main(argv) == 0
+    saved = torch.load(out, weights_only=True)
+    assert saved["info"]["averaged_from"] == [str(model_file), str(other_path)]
+    assert saved["tokens"] == record["tokens"] and saved["model"] == record["model"]
+    for k, v in record["state_dict"].items():
+        assert torch.allclose(saved["state_dict"][k], v.float() * 0.75, atol=1e-6), k
+    assert load_model(out, precision="fp32").transcribe(torch.zeros(8000)).text is not None
+
+    # another vocabulary, or another shape, is refused by name and nothing is written
+    for name, change in (
+        ("vocab.pt", {"tokens": record["tokens"][:-1] + ["#"]}),
+        ("wide.pt", {"model": {**record["model"], "hidden_size": 7}}),
+    ):
+        torch.save({**record, **change}, tmp_path / name)
+        bad_out = tmp_path / f"mean_{name}"
+        argv = ["export", "--model", str(model_file), "--average", str(tmp_path / name)]
+        assert main([*argv, "--out", str(bad_out)]) == 2
+        err = capsys.readouterr().err
+        assert name in err and "differs" in err, err
+        assert not bad_out.exists()
