@@ -145,8 +145,10 @@ def average_model_files(paths: list[str | Path]) -> dict:
 
     For stages of one staged training (each started from the last one's weights) or epochs of one
     run; the files must agree on features, model shape (dropout aside) and vocabulary. The mean is
-    taken in float32 (a float16 release file counts as its float32 values) and stored in float32;
-    ``info`` is the first file's, with ``averaged_from`` naming every file.
+    taken in float32 (a float16 release file counts as its float32 values) and stored in float32.
+    A file named twice counts twice (``a b b``: one third ``a``, two thirds ``b``). ``info`` keeps
+    what every file's info agrees on (e.g. the manifests), and ``averaged_from`` lists each file
+    with its own info (its epoch, dev WER, seed): none of those describes the mean.
 
     Raises:
         ModelFileError: a file does not load, or differs from the first in shape or vocabulary.
@@ -180,7 +182,9 @@ def average_model_files(paths: list[str | Path]) -> dict:
         else v
         for k, v in first["state_dict"].items()
     }
-    info = {**first.get("info", {}), "averaged_from": [str(p) for p in paths]}
+    infos = [r.get("info", {}) for r in records]
+    info = {k: v for k, v in infos[0].items() if all(i.get(k, object()) == v for i in infos)}
+    info["averaged_from"] = [{"path": str(p), **i} for p, i in zip(paths, infos)]
     return model_record(first["features"], first["model"], first["tokens"], state, info)
 
 

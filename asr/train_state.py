@@ -286,7 +286,9 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: cannot initialise from this model ({exc})") from None
-    if record.get("info", {}).get("seed") == cfg.train.seed:
+    info = record.get("info", {})
+    seeds = [info.get("seed")] + [part.get("seed") for part in info.get("averaged_from", [])]
+    if cfg.train.seed in seeds:  # an averaged file: any of its parts' seeds replays draws
         log.warning(
             f"{path} was trained with train.seed {cfg.train.seed} too: this run replays its batch "
             "order and augmentation draws, epoch for epoch (set another train.seed for new ones)"

@@ -1,5 +1,6 @@
 """End to end: a tiny model trains on the shipped example clips, saves, reloads and resumes exactly."""
 
+import logging
 import math
 
 import pytest
@@ -83,6 +84,34 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, example_manifest):
     assert f"weights from {base}" in log
     # the same seed as the run it starts from: warned that it replays that run's draws
     assert f"{base} was trained with train.seed 1234 too: this run replays" in log
+
+    # an average of stages (asr export --average) warns if any of its parts had the seed
+    from asr.checkpoint import average_model_files
+    from asr.features import FeatureExtractor
+    from asr.model import AcousticModel
+    from asr.text import Tokenizer
+    from asr.train_state import init_weights
+
+    record = torch.load(base, weights_only=True)
+    other = tmp_path / "other.pt"
+    torch.save({**record, "info": {**record["info"], "seed": 5}}, other)
+    mean = tmp_path / "mean.pt"
+    torch.save(average_model_files([other, base]), mean)
+    assert "seed" not in torch.load(mean, weights_only=True)["info"]  # the parts' seeds differ
+    for seed, warned in ((1234, True), (5, True), (7, False)):
+        cfg = _cfg(example_manifest, **{"train.seed": seed})
+        tokenizer = Tokenizer()
+        model = AcousticModel(
+            cfg.model, FeatureExtractor(cfg.features).num_features, len(tokenizer)
+        )
+        handler = _Records()
+        logging.getLogger("asr").addHandler(handler)
+        try:
+            init_weights(model, cfg, tokenizer, str(mean))
+        finally:
+            logging.getLogger("asr").removeHandler(handler)
+        said = any(f"train.seed {seed} too" in m for m in handler.messages)
+        assert said == warned, (seed, handler.messages)
 
     narrower = _cfg(example_manifest, **{"train.init_from": base, "model.hidden_size": 24})
     with pytest.raises(ModelFileError, match=r"last\.pt: cannot initialise.*model\.hidden_size"):
@@ -324,3 +353,14 @@ def test_accumulation_counts_optimizer_steps(tmp_path, example_manifest):
     train(cfg, tmp_path, progress=False)
     state = torch.load(tmp_path / "last.pt", weights_only=False)["train_state"]
     assert state["steps_per_epoch"] == 4 and state["scheduler"]["last_epoch"] == 4
+
+
+class _Records(logging.Handler):
+    """Collects the messages logged to it."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
