@@ -336,8 +336,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="MODEL",
         help="export the mean of --model's weights and these files' (epochs of one run, or "
-        "stages of one staged training; same shape and vocabulary), e.g. --model "
-        "exp/gen9/best.pt --average exp/gen8/best.pt",
+        "stages of one staged training; same shape and vocabulary; a file named twice counts "
+        "twice), e.g. --model exp/gen9/best.pt --average exp/gen8/best.pt",
     )
 
 
