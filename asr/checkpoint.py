@@ -176,12 +176,7 @@ def average_model_files(paths: list[str | Path]) -> dict:
         ]
         if bad:
             raise ModelFileError(f"{path}: its weights do not match {first_path}'s (e.g. {bad[0]})")
-    state = {
-        k: sum(r["state_dict"][k].float() for r in records) / len(records)
-        if v.is_floating_point()
-        else v
-        for k, v in first["state_dict"].items()
-    }
+    state = mean_state_dict([r["state_dict"] for r in records])
     infos = [r.get("info", {}) for r in records]
     info = {k: v for k, v in infos[0].items() if all(i.get(k, object()) == v for i in infos)}
     info["averaged_from"] = [{"path": str(p), **i} for p, i in zip(paths, infos)]
@@ -200,9 +195,14 @@ def average_weights(paths: list[str | Path]) -> dict:
             states.append(torch.load(path, map_location="cpu", weights_only=True))
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
             raise ModelFileError(f"{path}: not a readable set of weights ({exc!r})") from None
+    mean = mean_state_dict(states)
+    return {k: v.to(states[-1][k].dtype) for k, v in mean.items()}
+
+
+def mean_state_dict(states: list[dict]) -> dict:
+    """The element-wise float32 mean of state dicts with the same keys (non-float entries: the
+    last's)."""
     return {
-        k: (sum(s[k].float() for s in states) / len(states)).to(v.dtype)
-        if v.is_floating_point()
-        else v
+        k: sum(s[k].float() for s in states) / len(states) if v.is_floating_point() else v
         for k, v in states[-1].items()
     }
