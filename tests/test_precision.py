@@ -93,7 +93,8 @@ def test_bf16_transcripts_match_fp32_on_real_clips():
     bf16 rounds to 8 bits of mantissa, so a frame whose two best classes are nearly tied may
     flip; every frame where fp32's best class leads by more than 0.5 (in log-probability) must
     keep it, and the transcripts may differ by a letter or two in all (the eighth generation:
-    "cake" -> "cat" in one 13-s LibriSpeech clip; the others, the ninth included, matched exactly).
+    "cake" -> "cat" in one 13-s LibriSpeech clip; the tenth: "it" -> "at" in the same clip; the
+    ninth matched exactly).
     """
     records = [json.loads(line) for line in (DATA / "fsdd.jsonl").read_text().splitlines()]
     examples = [
