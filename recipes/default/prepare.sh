@@ -13,6 +13,22 @@ $PY -m asr prepare folder "$DATA/kathleen/data" --speaker kathleen --out "$OUT/k
   --group-by 'id:arctic_([ab]\d+)_' --test 100 --dev 50 --seed 1
 # FSDD: two speakers held out entirely (test); no dev speakers are left to spare
 $PY -m asr prepare fsdd "$DATA/fsdd" --out "$OUT/fsdd" --split speaker --test-speakers theo,yweweler
+# ... and from the twelfth generation on, theo trains too (a third accent saying digits) and only
+# yweweler is held out: fsdd_ywe/train.jsonl = jackson, nicolas, theo; fsdd_ywe/test.jsonl = yweweler
+$PY -m asr prepare fsdd "$DATA/fsdd" --out "$OUT/fsdd_ywe" --split speaker --test-speakers yweweler
+# theo's two clips in examples/ stay out of training: the demo's clips are ones the model never heard
+$PY - "$OUT/fsdd_ywe/train.jsonl" "$(dirname "$0")/../../examples/examples.jsonl" <<'PYEOF'
+import json, os, sys
+train, examples = sys.argv[1:3]
+with open(examples, encoding="utf-8") as f:
+    held = {json.loads(line)["id"] for line in f if line.strip()}
+with open(train, encoding="utf-8") as f:
+    lines = [line for line in f if json.loads(line)["id"] not in held]
+with open(train + ".tmp", "w", encoding="utf-8") as f:
+    f.writelines(lines)
+os.replace(train + ".tmp", train)
+print(f"{train}: {len(lines)} utterances after dropping the clips of examples/")
+PYEOF
 # Mini LibriSpeech train-clean-5 (28 speakers): 2 for dev, 2 for test
 $PY -m asr prepare librispeech "$DATA/librispeech" --splits train-clean-5 --out "$OUT/librispeech" --dev 2 --test 2 --seed 1
 # AN4 training set (74 speakers): 4 for dev, 4 for test

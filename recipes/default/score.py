@@ -34,7 +34,8 @@ DEV = [
 TEST = [
     ("speechocean762 test, 15 speakers", "speechocean762/test.jsonl"),
     ("kathleen test, 100 prompts", "kathleen/test.jsonl"),
-    ("FSDD, theo and yweweler", "fsdd/test.jsonl"),
+    ("FSDD, theo and yweweler (theo trains from gen12 on)", "fsdd/test.jsonl"),
+    ("FSDD, yweweler", "fsdd_ywe/test.jsonl"),
     ("LibriSpeech test, 2 speakers", "librispeech/test.jsonl"),
     ("AN4 test, 4 speakers", "an4/test.jsonl"),
     ("Speech Commands test, 10 speakers", "speechcommands/test.jsonl"),
