@@ -13,7 +13,7 @@ $PY -m asr prepare folder "$DATA/kathleen/data" --speaker kathleen --out "$OUT/k
   --group-by 'id:arctic_([ab]\d+)_' --test 100 --dev 50 --seed 1
 # FSDD: two speakers held out entirely (test); no dev speakers are left to spare
 $PY -m asr prepare fsdd "$DATA/fsdd" --out "$OUT/fsdd" --split speaker --test-speakers theo,yweweler
-# ... and from the twelfth generation on, theo trains too (a third accent saying digits) and only
+# ... and from the twelfth generation on, theo trains too (a third FSDD voice saying digits) and only
 # yweweler is held out: fsdd_ywe/train.jsonl = jackson, nicolas, theo; fsdd_ywe/test.jsonl = yweweler
 $PY -m asr prepare fsdd "$DATA/fsdd" --out "$OUT/fsdd_ywe" --split speaker --test-speakers yweweler
 # theo's two clips in examples/ stay out of training: the demo's clips are ones the model never heard
