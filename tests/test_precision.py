@@ -94,9 +94,10 @@ def test_bf16_transcripts_match_fp32_on_real_clips():
     flip; every frame where fp32's best class leads by more than 0.5 (in log-probability) must
     keep it, and the transcripts may differ by a letter or two in all (the eighth generation:
     "cake" -> "cat" in one 13-s LibriSpeech clip; the tenth: "it" -> "at" in the same clip; the
-    twelfth: "bag" -> "bags" there; the ninth matched exactly; the thirteenth matched exactly with
-    its LM weights, 1.25 / -1, and differed by 3 letters in that clip with the twelfth's, 1.5 / 0:
-    "i ca" -> "co", where both are wrong).
+    twelfth: "bag" -> "bags" there; the ninth matched exactly; the thirteenth matches exactly with
+    its LM weights, 1.25 / -1, but with the twelfth's, 1.5 / 0, differed by 3 letters in that clip,
+    "i ca" -> "co" where both are wrong, and failed this limit: the frame check held, and the beam
+    search turned one near-tie into another word).
     """
     records = [json.loads(line) for line in (DATA / "fsdd.jsonl").read_text().splitlines()]
     examples = [
