@@ -16,12 +16,12 @@ of few speakers, whole speakers: is a stage's gain more than the dev sets' noise
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from asr.config import load_decoder_config
+from asr.data import read_manifest
 from asr.decode import BeamDecoder, GreedyDecoder
 from asr.evaluate import manifest_emissions
 from asr.metrics import compare, score
@@ -52,11 +52,7 @@ def decode_all(decoder, emissions: list[torch.Tensor]) -> list[str]:
 
 def speakers_of(manifest: Path, ids: list[str], rel: str) -> list[str]:
     """One group label per utterance: its set and speaker (its id where the manifest has none)."""
-    speaker = {}
-    for line in manifest.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            speaker[str(record["id"])] = str(record.get("speaker") or record["id"])
+    speaker = {u.id: u.speaker or u.id for u in read_manifest(manifest)}
     return [f"{rel}:{speaker.get(i, i)}" for i in ids]
 
 
