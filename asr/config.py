@@ -167,6 +167,9 @@ class TrainConfig:
     # CPU or GPU multiplies bf16 natively, fp16 on older GPUs, fp32 elsewhere; weights, optimizer
     # state, log-softmax and CTC loss stay fp32 whatever this says
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # weight of a confidence penalty: the loss is CTC minus this times the mean per-frame entropy
+    # of the output (asr.model.frame_entropy); 0 is plain CTC. The train loss logged is CTC alone
+    confidence_penalty: float = bounded(0.0, 0)
     log_every: int = bounded(20, 1)  # steps between log-file lines
     average_last: int = bounded(
         0, 0

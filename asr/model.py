@@ -202,6 +202,24 @@ def ctc_loss(
     )
 
 
+def frame_entropy(log_probs: torch.Tensor, out_lens: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of each utterance's mean per-frame entropy (nats); padding excluded.
+
+    Subtracted from the CTC loss with a small weight (``train.confidence_penalty``) it penalises
+    over-confident output distributions (Pereyra et al. 2017, "Regularizing neural networks by
+    penalizing confident output distributions", which applied it to CTC on WSJ).
+
+    Args:
+        log_probs: ``(B, T', V)`` float32.
+        out_lens: ``(B,)`` frames that hold speech; frames past them are padding.
+    """
+    entropy = -(log_probs.exp() * log_probs).sum(-1)  # (B, T')
+    frames = torch.arange(log_probs.size(1), device=log_probs.device)
+    mask = frames[None, :] < out_lens[:, None].to(log_probs.device)  # (B, T')
+    per_utt = (entropy * mask).sum(1) / out_lens.to(log_probs.device).clamp(min=1)  # (B,)
+    return per_utt.mean()
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

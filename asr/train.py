@@ -47,7 +47,7 @@ from asr.data import (
 from asr.distributed import Distributed, init_distributed
 from asr.evaluate import EvalResult, evaluate
 from asr.features import FeatureExtractor
-from asr.model import AcousticModel, count_parameters, ctc_loss
+from asr.model import AcousticModel, count_parameters, ctc_loss, frame_entropy
 from asr.precision import resolve_precision
 from asr.text import SPACE, Tokenizer
 from asr.train_state import (
@@ -340,7 +340,10 @@ def _forward_backward(
         with run.precision.autocast(run.device):
             log_probs, out_lens = run.net(feats, feat_lens)
         loss = ctc_loss(log_probs, out_lens, batch.targets, batch.target_lens)
-        finite = torch.isfinite(loss.detach()).float()
+        objective = loss
+        if run.cfg.train.confidence_penalty:
+            objective = loss - run.cfg.train.confidence_penalty * frame_entropy(log_probs, out_lens)
+        finite = torch.isfinite(objective.detach()).float()
         if run.ddp.enabled:  # every rank skips together, or the all-reduce would hang
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         if not finite.item():
@@ -348,7 +351,7 @@ def _forward_backward(
                 f"epoch {state.epoch + 1}: non-finite loss on batch {batch.ids[:3]}..., skipped"
             )
             return None
-        run.scaler.scale(loss / group).backward()
+        run.scaler.scale(objective / group).backward()
     state.progress.loss_sum += loss.item()
     state.progress.finite_batches += 1
     state.progress.audio_seconds += float(batch.wav_lens.sum()) / run.cfg.features.sample_rate

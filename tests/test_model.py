@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -127,3 +129,20 @@ def test_widening_keeps_the_function(cfg, wider):
         widen_state_dict(
             narrow.state_dict(), replace(cfg, hidden_size=cfg.hidden_size - 1), cfg.hidden_size
         )
+
+
+def test_frame_entropy_by_hand_and_blind_to_padding():
+    """Uniform frames carry log V nats, certain ones none; frames past out_lens do not count."""
+    from asr.model import frame_entropy
+
+    V = 5
+    uniform = torch.full((1, 3, V), -math.log(V))
+    certain = torch.log_softmax(torch.tensor([[[50.0, 0, 0, 0, 0]] * 3]), -1)
+    assert torch.allclose(frame_entropy(uniform, torch.tensor([3])), torch.tensor(math.log(V)))
+    assert frame_entropy(certain, torch.tensor([3])) < 1e-6
+    # utterance 1: two certain frames then uniform padding; the batch mean is of the two utterances
+    mixed = torch.cat([certain[:, :2], uniform[:, :1]], 1)
+    both = torch.cat([uniform, mixed])
+    assert torch.allclose(
+        frame_entropy(both, torch.tensor([3, 2])), torch.tensor(math.log(V) / 2), atol=1e-6
+    )

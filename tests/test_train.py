@@ -286,6 +286,29 @@ def test_average_of_the_last_epochs(tmp_path, example_manifest):
     assert "average of epochs 2-3" in (tmp_path / "train.log").read_text()
 
 
+def test_confidence_penalty_softens_the_outputs(tmp_path, example_manifest, example_records):
+    """The same seeded run with a confidence penalty ends with higher-entropy outputs; the train
+    loss it logs is CTC alone."""
+    import json
+
+    from asr.audio import load_audio
+    from asr.data import Example, collate
+    from asr.model import frame_entropy
+
+    files = [DATA / r["audio"] for r in example_records[:4]]
+    batch = collate([Example(str(i), load_audio(f), [], "") for i, f in enumerate(files)])
+    entropy = {}
+    for penalty in (0.0, 3.0):
+        out = tmp_path / str(penalty)
+        cfg = _cfg(example_manifest, **{"train.epochs": 6, "train.confidence_penalty": penalty})
+        train(cfg, out, progress=False)
+        log_probs, out_lens = load_model(out / "last.pt").log_probs(batch.waves, batch.wav_lens)
+        entropy[penalty] = float(frame_entropy(log_probs, out_lens))
+        history = json.loads((out / "history.json").read_text())
+        assert all(h["train_loss"] > 0 for h in history)  # CTC, not CTC minus the entropy
+    assert entropy[3.0] > entropy[0.0] + 0.1, entropy  # nats (2.49 -> 2.72 when written)
+
+
 def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path, example_manifest):
     """torchrun, 2 CPU processes (gloo) x 1 utterance per step == 1 process accumulating 2.
 
