@@ -11,6 +11,8 @@ from asr.transcribe import LONG_SECONDS, load_model
 from asr.vad import frame_energies_db, speech_segments
 from tests.conftest import DATA
 
+NOISE_DB = -60.0  # the room noise the word-time test mixes in, dBFS
+
 
 def _long_file(path, example_records, minutes: float, gap: float = 0.6):
     """Clips joined with quiet gaps (a room's noise floor) into one FLAC file of ``minutes``."""
@@ -85,10 +87,14 @@ def test_waveform_input_and_sample_rates(example_records):
 
 
 def test_word_times_on_joined_clips_fall_within_100_ms(example_records):
-    """Ten real clips joined with 0.3-0.8 s pauses of room noise into one 10 s recording: each
-    digit the bundled model recognises starts and ends within 100 ms of where its clip's sound is
-    (10 ms frames within 35 dB of the clip's loudest, as in ``benchmarks/timestamps.py``), and
-    forced alignment of the transcript (``asr align``) places most of the 10 words so."""
+    """Ten real clips joined with 0.3-0.8 s pauses of room noise into one 10 s recording: all but
+    one digit the bundled model recognises start and end within 100 ms of where its clip's sound
+    is, and forced alignment of the transcript (``asr align``) places most of the 10 words so.
+
+    A clip's sound is its 10 ms frames within 35 dB of its loudest (as in
+    ``benchmarks/timestamps.py``) and louder than the room noise mixed in (-60 dBFS): a quiet
+    clip's first frame, 34 dB under its peak but 6 dB under that noise, is not a sound anyone can
+    place (yweweler's "three" would start 100 ms before its "th")."""
     from asr.align import align
 
     model = load_model()
@@ -98,13 +104,13 @@ def test_word_times_on_joined_clips_fall_within_100_ms(example_records):
         clip = load_audio(DATA / r["audio"], sr).numpy()
         pause = np.zeros(int(rng.uniform(0.3, 0.8) * sr), dtype=np.float32)
         energy = frame_energies_db([torch.from_numpy(clip)], sr)
-        active = torch.nonzero(energy > energy.max() - 35.0).flatten()
+        active = torch.nonzero(energy > max(energy.max() - 35.0, NOISE_DB)).flatten()
         t += len(pause) / sr
         truth.append((r["text"], t + 0.01 * int(active[0]), t + 0.01 * (int(active[-1]) + 1)))
         parts += [pause, clip]
         t += len(clip) / sr
     wave = np.concatenate([*parts, np.zeros(sr // 2, dtype=np.float32)])
-    wave += (1e-3 * rng.standard_normal(len(wave))).astype(np.float32)  # -60 dBFS room noise
+    wave += (10 ** (NOISE_DB / 20) * rng.standard_normal(len(wave))).astype(np.float32)
     assert len(wave) / sr < LONG_SECONDS  # one piece: the model hears all ten words at once
 
     result = model.transcribe(wave, sample_rate=sr, decoder=GreedyDecoder(model.tokenizer))
@@ -114,13 +120,9 @@ def test_word_times_on_joined_clips_fall_within_100_ms(example_records):
         if text == w.word:
             hits.append((abs(w.start - start), abs(w.end - end)))
     assert len(hits) >= 5, result.text  # the model is weak: half the digits, not all
-    # four in five (the first generation had every one within 100 ms; the second ran one digit's
-    # end 0.3 s on into the pause after it; with the thirteenth and fourteenth, theo's "two" ends
-    # 0.31 s before its clip's faint tail does. The thirteenth heard yweweler's "three" as "thre",
-    # which did not count; the fourteenth hears "three", with the same times: its start 107 ms
-    # after the truth, whose 35 dB threshold takes in the faint "th". So 8 of 10, where "all but
-    # one" had held)
-    assert sum(s <= 0.1 and e <= 0.1 for s, e in hits) >= 0.8 * len(hits), hits
+    # all but one (the second generation ran one digit's end 0.3 s on into the pause after it;
+    # the thirteenth and fourteenth end theo's "two" 0.31 s before a click that closes its clip)
+    assert sum(s <= 0.1 and e <= 0.1 for s, e in hits) >= len(hits) - 1, hits
 
     wave_t = torch.from_numpy(wave)
     log_probs, out_lens = model.log_probs(wave_t[None], torch.tensor([len(wave_t)]))
