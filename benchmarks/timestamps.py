@@ -5,7 +5,8 @@
 Each test file joins ``--clips`` one-word clips, chosen at random, with ``--gap`` seconds of
 background noise (``--noise-db`` dBFS) before each; a word's true start and end are where its clip's
 sound starts and ends (10 ms frames within 35 dB of the clip's loudest, measured on the clean clip:
-corpus clips are trimmed only roughly). Files
+corpus clips are trimmed only roughly; with ``--audible``, also louder than the noise mixed in,
+since a quiet clip's fading end or first frame can lie under it, where no one can place it). Files
 longer than 30 s are cut at pauses by ``asr transcribe`` (:mod:`asr.vad`), so they go through the same
 path a user's long recording does.
 
@@ -37,13 +38,20 @@ from asr.vad import FRAME_SECONDS, frame_energies_db
 TOLERANCE_S = 0.1
 
 
-def speech_span(wave: np.ndarray, sr: int, below_peak_db: float = 35.0) -> tuple[float, float]:
+def speech_span(
+    wave: np.ndarray, sr: int, below_peak_db: float = 35.0, above_db: float | None = None
+) -> tuple[float, float]:
     """Where speech starts and ends in a clip, in seconds: the first and last 10 ms frame whose
-    energy is within ``below_peak_db`` of the clip's loudest. Clips in corpora are trimmed only
-    roughly (some FSDD clips carry 0.4 s of silence after the word), so the clip's own bounds are
-    not the word's."""
+    energy is within ``below_peak_db`` of the clip's loudest (and above ``above_db`` dBFS, if
+    given). Clips in corpora are trimmed only roughly (some FSDD clips carry 0.4 s of silence after
+    the word), so the clip's own bounds are not the word's."""
     energy = frame_energies_db([torch.from_numpy(wave)], sr)
-    active = torch.nonzero(energy > energy.max() - below_peak_db).flatten()
+    threshold = float(energy.max()) - below_peak_db
+    if above_db is not None:
+        threshold = max(threshold, above_db)
+    active = torch.nonzero(energy > threshold).flatten()
+    if len(active) == 0:  # the whole clip lies under the noise: fall back to the peak rule
+        active = torch.nonzero(energy > energy.max() - below_peak_db).flatten()
     return float(active[0]) * FRAME_SECONDS, min(
         len(wave) / sr, float(active[-1] + 1) * FRAME_SECONDS
     )
@@ -56,14 +64,16 @@ def joined_file(
     noise_db: float,
     rng,
     sr: int,
+    audible: bool = False,
 ) -> tuple[torch.Tensor, list[tuple[str, float, float]]]:
-    """Clips joined with noisy pauses, and each word's true ``(text, start, end)`` in seconds."""
+    """Clips joined with noisy pauses, and each word's true ``(text, start, end)`` in seconds
+    (``audible``: only the part of each clip louder than the noise)."""
     pieces, truth, t = [], [], 0.0
     for wave, text in zip(waves, texts):
         pause = np.zeros(int(rng.uniform(*gap) * sr), dtype=np.float32)
         pieces += [pause, wave]
         t += len(pause) / sr
-        start, end = speech_span(wave, sr)
+        start, end = speech_span(wave, sr, above_db=noise_db if audible else None)
         truth.append((text, t + start, t + end))
         t += len(wave) / sr
     pieces.append(np.zeros(int(gap[1] * sr), dtype=np.float32))
@@ -96,6 +106,11 @@ def main() -> None:
     parser.add_argument("--gap", type=float, nargs=2, default=(0.3, 1.0), metavar=("MIN", "MAX"))
     parser.add_argument("--noise-db", type=float, default=-40.0, help="background level, dBFS")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--audible",
+        action="store_true",
+        help="the truth leaves out each clip's frames under the noise (the same files otherwise)",
+    )
     args = parser.parse_args()
 
     rec = load_model(args.model)
@@ -107,7 +122,13 @@ def main() -> None:
         pick = rng.choice(len(utts), min(args.clips, len(utts)), replace=False)
         waves = [load_audio(utts[i].audio, sr).numpy() for i in pick]
         wave, truth = joined_file(
-            waves, [utts[i].text for i in pick], tuple(args.gap), args.noise_db, rng, sr
+            waves,
+            [utts[i].text for i in pick],
+            tuple(args.gap),
+            args.noise_db,
+            rng,
+            sr,
+            args.audible,
         )
         total += len(truth)
         log_probs, out_lens = rec.log_probs(wave[None], torch.tensor([len(wave)]))
@@ -129,7 +150,8 @@ def main() -> None:
                     errors.append((w.start - s, w.end - e))
     print(
         f"model {args.model or 'bundled'}; {args.files} files of {args.clips} clips from "
-        f"{args.manifest}, pauses {args.gap[0]}-{args.gap[1]} s, noise {args.noise_db} dBFS; "
+        f"{args.manifest}, pauses {args.gap[0]}-{args.gap[1]} s, noise {args.noise_db} dBFS"
+        f"{' (truth: audible frames only)' if args.audible else ''}; "
         f"{recognised}/{total} words recognised"
     )
     print()
