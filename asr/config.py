@@ -8,6 +8,7 @@ that names the key and where it came from.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ def _check_bounds(key: str, value: Any, meta: Any, where: str) -> None:
     low, high = meta.get("low"), meta.get("high")
     if low is None and high is None or not isinstance(value, (int, float)):
         return
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
     bad_low = low is not None and (value <= low if meta.get("above") else value < low)
     bad_high = high is not None and (value >= high if meta.get("below") else value > high)
     if bad_low or bad_high:

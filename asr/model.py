@@ -207,16 +207,22 @@ def frame_entropy(log_probs: torch.Tensor, out_lens: torch.Tensor) -> torch.Tens
 
     Subtracted from the CTC loss with a small weight (``train.confidence_penalty``) it penalises
     over-confident output distributions (Pereyra et al. 2017, "Regularizing neural networks by
-    penalizing confident output distributions", which applied it to CTC on WSJ).
+    penalizing confident output distributions", with speech recognition among its tasks).
 
     Args:
         log_probs: ``(B, T', V)`` float32.
-        out_lens: ``(B,)`` frames that hold speech; frames past them are padding.
+        out_lens: ``(B,)`` valid output frames (at most T'); frames past them are padding.
+
+    Returns:
+        a scalar tensor (nats), differentiable; 0 for certain outputs, log V for uniform ones.
     """
-    entropy = -(log_probs.exp() * log_probs).sum(-1)  # (B, T')
-    frames = torch.arange(log_probs.size(1), device=log_probs.device)
+    # a -inf log-probability (an fp16 logit overflowing) would give 0 * -inf = nan: clamp it
+    lp = log_probs.clamp(min=torch.finfo(log_probs.dtype).min)
+    entropy = -(lp.exp() * lp).sum(-1)  # (B, T')
+    frames = torch.arange(log_probs.size(1), device=log_probs.device)  # (T',)
     mask = frames[None, :] < out_lens[:, None].to(log_probs.device)  # (B, T')
-    per_utt = (entropy * mask).sum(1) / out_lens.to(log_probs.device).clamp(min=1)  # (B,)
+    lens = out_lens.to(log_probs.device).clamp(min=1)
+    per_utt = entropy.masked_fill(~mask, 0.0).sum(1) / lens  # (B,)
     return per_utt.mean()
 
 

@@ -223,6 +223,11 @@ def build(
     )
     precision = resolve_precision(cfg.train.precision, device)
     log.info(f"precision: {precision.reason}")
+    if cfg.train.confidence_penalty:
+        log.info(
+            f"loss: CTC - {cfg.train.confidence_penalty:g} x the outputs' mean frame entropy "
+            "(the losses logged are CTC alone)"
+        )
     # float16 needs its loss scaled so small gradients do not underflow; bfloat16 does not
     scaler = torch.amp.GradScaler("cuda", enabled=precision.dtype == torch.float16)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -348,7 +353,8 @@ def _forward_backward(
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         if not finite.item():
             log.info(
-                f"epoch {state.epoch + 1}: non-finite loss on batch {batch.ids[:3]}..., skipped"
+                f"epoch {state.epoch + 1}: non-finite loss on batch {batch.ids[:3]}... "
+                f"(CTC {loss.item():g}, objective {objective.item():g}), skipped"
             )
             return None
         run.scaler.scale(objective / group).backward()

@@ -204,6 +204,12 @@ def restore(run: Run, loader: DataLoader, path: Path) -> TrainState:
             f"{path}: cannot resume: the config's model differs from the checkpoint's "
             f"({first} ...); use another --out, or --no-resume to start over"
         ) from None
+    before = saved.get("config", {}).get("train", {}).get("confidence_penalty", 0.0)
+    if before != run.cfg.train.confidence_penalty:
+        log.warning(
+            f"{path}: written with train.confidence_penalty={before:g}, resumed with "
+            f"{run.cfg.train.confidence_penalty:g}: the loss changes from here"
+        )
     run.optimizer.load_state_dict(saved["optimizer"])
     run.scheduler.load_state_dict(saved["scheduler"])
     run.scaler.load_state_dict(saved["scaler"])

@@ -5,7 +5,7 @@ import torch
 
 from asr.config import FeatureConfig, ModelConfig
 from asr.features import FeatureExtractor
-from asr.model import AcousticModel, reverse_padded
+from asr.model import AcousticModel, frame_entropy, reverse_padded
 
 
 def test_reverse_padded():
@@ -132,17 +132,23 @@ def test_widening_keeps_the_function(cfg, wider):
 
 
 def test_frame_entropy_by_hand_and_blind_to_padding():
-    """Uniform frames carry log V nats, certain ones none; frames past out_lens do not count."""
-    from asr.model import frame_entropy
-
+    """Uniform frames carry log V nats, certain ones none; each utterance is the mean over its own
+    frames, and frames past out_lens (or a -inf log-probability) do not make it wrong."""
     V = 5
     uniform = torch.full((1, 3, V), -math.log(V))
     certain = torch.log_softmax(torch.tensor([[[50.0, 0, 0, 0, 0]] * 3]), -1)
     assert torch.allclose(frame_entropy(uniform, torch.tensor([3])), torch.tensor(math.log(V)))
     assert frame_entropy(certain, torch.tensor([3])) < 1e-6
-    # utterance 1: two certain frames then uniform padding; the batch mean is of the two utterances
-    mixed = torch.cat([certain[:, :2], uniform[:, :1]], 1)
+    # utterance 1: a certain frame, a uniform one, then uniform padding: (0 + log V) / 2 frames;
+    # dividing by T' instead would give log V / 3, counting the padding 2 log V / 3
+    mixed = torch.cat([certain[:, :1], uniform[:, :2]], 1)
     both = torch.cat([uniform, mixed])
-    assert torch.allclose(
-        frame_entropy(both, torch.tensor([3, 2])), torch.tensor(math.log(V) / 2), atol=1e-6
-    )
+    expected = (math.log(V) + math.log(V) / 2) / 2
+    assert torch.allclose(frame_entropy(both, torch.tensor([3, 2])), torch.tensor(expected))
+    # an fp16 logit overflowing gives a -inf log-probability: its frame still counts, finitely
+    spiky = certain.clone()
+    spiky[0, 0, 1] = -math.inf
+    spiky.requires_grad_(True)
+    value = frame_entropy(spiky, torch.tensor([3]))
+    value.backward()
+    assert torch.isfinite(value) and value < 1e-6 and torch.isfinite(spiky.grad).all()
