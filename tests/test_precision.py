@@ -97,7 +97,8 @@ def test_bf16_transcripts_match_fp32_on_real_clips():
     twelfth: "bag" -> "bags" there; the ninth matched exactly; the thirteenth matches exactly with
     its LM weights, 1.25 / -1, but with the twelfth's, 1.5 / 0, differed by 3 letters in that clip,
     "i ca" -> "co" where both are wrong, and failed this limit: the frame check held, and the beam
-    search turned one near-tie into another word; the fourteenth matches exactly with 1.25 / -1).
+    search turned one near-tie into another word; the fourteenth and fifteenth match exactly
+    with 1.25 / -1).
     """
     records = [json.loads(line) for line in (DATA / "fsdd.jsonl").read_text().splitlines()]
     examples = [
