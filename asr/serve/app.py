@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import logging
 import os
 import re
@@ -43,12 +41,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, audio_duration
 from asr.decode import GreedyDecoder
 from asr.formats import render, to_dict
+from asr.serve.errors import ApiError, error_response
 from asr.serve.slots import Busy, DecodeSlots, TimedOut
+from asr.serve.stream_socket import StreamRun, close_with_error
 from asr.serve.streaming import StreamConfig, StreamTranscriber
 from asr.transcribe import Decoder, Recognizer, Transcript
 
@@ -117,16 +117,6 @@ class ServeConfig:
         return int(self.max_upload_mb * 1e6)
 
 
-class ApiError(Exception):
-    """An error the client is told about: its HTTP status, a short code and a sentence."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
-
-
 class ServerTiming:
     """Where a request's time went, as a ``Server-Timing`` header (browsers' developer tools show
     it; ``benchmarks/serve.py`` reads it): each :meth:`lap` names the milliseconds since the last.
@@ -149,11 +139,6 @@ class ServerTiming:
     def header(self) -> str:
         laps = [*self.laps, ("total", self.last - self.started)]
         return ", ".join(f"{name};dur={seconds * 1000:.2f}" for name, seconds in laps)
-
-
-def error_response(exc: ApiError) -> JSONResponse:
-    body = {"error": {"status": exc.status, "code": exc.code, "message": exc.message}}
-    return JSONResponse(body, exc.status, headers=exc.headers)
 
 
 def default_decoder_factory(rec: Recognizer) -> Callable[[], Decoder]:
@@ -430,13 +415,13 @@ class _Api:
         by the close."""
         await ws.accept()
         if self.streams >= self.cfg.max_streams:
-            await _close_with_error(
+            await close_with_error(
                 ws, 503, "busy", f"{self.cfg.max_streams} streams are open, the limit", 1013
             )
             return
         rate_text = ws.query_params.get("sample_rate", "16000")
         if not rate_text.isdigit() or not MIN_SAMPLE_RATE <= int(rate_text) <= MAX_SAMPLE_RATE:
-            await _close_with_error(
+            await close_with_error(
                 ws,
                 400,
                 "bad_request",
@@ -462,113 +447,7 @@ class _Api:
                 "max_seconds": self.cfg.max_duration,
             }
         )
-        await _StreamRun(ws, session, self.slots, self.cfg.timeout).run()
-
-
-class _StreamRun:
-    """One open stream: a task receiving audio and a task decoding it, until ``end`` or an error.
-
-    The receiver pushes each binary message into ``session`` and wakes the decoder, which runs one
-    :meth:`StreamTranscriber.step` in a decode slot over all audio that arrived meanwhile (so a
-    slow decode never queues up steps) and sends its events.
-    """
-
-    def __init__(
-        self, ws: WebSocket, session: StreamTranscriber, slots: DecodeSlots, timeout: float
-    ) -> None:
-        self.ws, self.session, self.slots, self.timeout = ws, session, slots, timeout
-        self.wake = asyncio.Event()  # audio arrived, or the end
-        self.ended = asyncio.Event()  # the client sent {"type": "end"}
-
-    async def run(self) -> None:
-        receiver = asyncio.create_task(self.receive())
-        decoder = asyncio.create_task(self.decode())
-        try:
-            finished, _ = await asyncio.wait(
-                {receiver, decoder}, return_when=asyncio.FIRST_EXCEPTION
-            )
-            for task in finished:
-                task.result()  # raise what failed
-            await decoder
-        except WebSocketDisconnect:
-            return
-        except ApiError as exc:
-            close = {413: 1009, 500: 1011}.get(exc.status, 1008)
-            await _close_with_error(self.ws, exc.status, exc.code, exc.message, close)
-            return
-        except Exception as exc:
-            log.exception("stream failed")
-            await _close_with_error(
-                self.ws, 500, "internal_error", f"{type(exc).__name__}: {exc}", 1011
-            )
-            return
-        finally:
-            for task in (receiver, decoder):
-                task.cancel()
-        await self.ws.close(1000)
-
-    async def receive(self) -> None:
-        while True:
-            try:
-                message = await asyncio.wait_for(self.ws.receive(), self.timeout)
-            except asyncio.TimeoutError:
-                raise ApiError(
-                    408, "idle_timeout", f"nothing arrived for {self.timeout:g} s"
-                ) from None
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message.get("code", 1000))
-            if message.get("bytes") is not None:
-                try:
-                    self.session.push(message["bytes"])
-                except AudioError as exc:
-                    raise ApiError(413, "too_large", str(exc)) from None
-            elif _is_end(message.get("text")):
-                self.ended.set()
-                self.wake.set()
-                return
-            else:
-                raise ApiError(
-                    400,
-                    "bad_request",
-                    'send binary 16-bit PCM, then the text {"type": "end"}; '
-                    f"got text {str(message.get('text'))[:80]!r}",
-                )
-            self.wake.set()
-
-    async def decode(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            end = self.ended.is_set()
-            step = functools.partial(self.session.step, end=end)
-            events = await self.slots.run(step, timeout=None, refuse_when_full=False)
-            for event in events:
-                await self.ws.send_json(event.to_dict())
-            if end:
-                done = {
-                    "type": "done",
-                    "text": self.session.text,
-                    "duration": round(self.session.seconds, 3),
-                }
-                await self.ws.send_json(done)
-                return
-
-
-def _is_end(text: str | None) -> bool:
-    try:
-        return bool(text) and json.loads(text) == {"type": "end"}
-    except json.JSONDecodeError:
-        return False
-
-
-async def _close_with_error(
-    ws: WebSocket, status: int, code: str, message: str, close: int
-) -> None:
-    try:
-        await ws.send_json({"type": "error", "status": status, "code": code, "message": message})
-        await ws.close(close)
-    except (WebSocketDisconnect, RuntimeError):
-        pass  # the client left first
+        await StreamRun(ws, session, self.slots, self.cfg.timeout).run()
 
 
 async def _form_file(request: Request, body: bytes) -> tuple[str, bytes]:
