@@ -1,4 +1,6 @@
-"""``asr <command>``: the only place that parses arguments."""
+"""``asr <command>``: the only place that parses arguments, with its siblings ``cli_args.py`` (the
+options several commands share), ``cli_prepare.py``, ``cli_lm.py`` and ``cli_serve.py`` (one
+command each)."""
 
 from __future__ import annotations
 
@@ -13,110 +15,12 @@ import torch
 
 from asr.audio import AudioError
 from asr.checkpoint import ModelFileError
+from asr.cli_args import add_config_args, add_decoder_args, add_precision, decoder_from_args
 from asr.cli_lm import add_lm, cmd_lm
 from asr.cli_prepare import add_prepare, cmd_prepare
+from asr.cli_serve import add_serve, cmd_serve
 from asr.config import ConfigError
 from asr.data import ManifestError
-from asr.precision import PRECISIONS
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-
-
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-c",
-        "--config",
-        action="append",
-        default=[],
-        type=Path,
-        help="YAML file of values to set (repeatable; later files win). "
-        f"Model sizes: {CONF_DIR}/model/{{tiny,small,medium,large}}.yaml",
-    )
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.epochs=10")
-
-
-def _add_precision(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--precision",
-        choices=list(PRECISIONS),
-        default="auto",
-        help="the model's matrix products: auto (default) = bf16 where the CPU (AMX-BF16, "
-        "AVX512-BF16) or GPU multiplies bf16 natively, else fp32; fp16 on CUDA only",
-    )
-
-
-def _add_decoder_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group(
-        "decoding",
-        "The bundled model decodes with beam search and its LM (asr/pretrained/decoder.yaml) "
-        "unless told otherwise; other models greedily. --decoder greedy for raw speed; beam "
-        "search: --decoder beam, optionally with a lexicon and a KenLM word n-gram. "
-        "--decoder-config reads a 'decoder:' YAML section (as 'asr lm tune' writes); the flags "
-        "below override it, or the bundled model's own config when none is given (e.g. "
-        "--lm-weight 1 alone: the bundled beam search and LM with another LM weight).",
-    )
-    g.add_argument("--decoder", choices=["greedy", "beam"], default=None)
-    g.add_argument("--decoder-config", type=Path, default=None)
-    g.add_argument("--beam-size", type=int, default=None)
-    g.add_argument(
-        "--beam-size-token", type=int, default=None, help="tokens tried per frame (0: all)"
-    )
-    g.add_argument(
-        "--beam-threshold", type=float, default=None, help="prune beams this far below the best"
-    )
-    g.add_argument("--lm", default=None, help="ARPA or KenLM binary word n-gram")
-    g.add_argument(
-        "--lexicon", default=None, help="word -> spelling file (from an ARPA LM if omitted)"
-    )
-    g.add_argument("--lm-weight", type=float, default=None)
-    g.add_argument("--word-score", type=float, default=None, help="insertion bonus per word")
-
-
-DECODER_FLAGS = (
-    "decoder",
-    "decoder_config",
-    "lm",
-    "lexicon",
-    "beam_size",
-    "beam_size_token",
-    "beam_threshold",
-    "lm_weight",
-    "word_score",
-)
-
-
-def _decoder_asked(args: argparse.Namespace) -> bool:
-    """Whether any decoding flag was given."""
-    return any(getattr(args, k) is not None for k in DECODER_FLAGS)
-
-
-def _decoder(args: argparse.Namespace, tokenizer, rec=None):
-    """The decoder the flags ask for; none asked for: ``rec``'s default (the bundled model's
-    beam search with its LM), else greedy. Flags that only adjust a beam search (``--lm-weight``,
-    ``--word-score``, ``--beam-size``, ...) apply on top of ``rec``'s own decoder config when
-    neither ``--decoder-config`` nor ``--lm`` replaces it."""
-    from asr.config import load_decoder_config
-    from asr.decode import build_decoder
-
-    if rec is not None and not _decoder_asked(args):
-        return rec.default_decoder
-    base = args.decoder_config
-    if base is None and args.lm is None and rec is not None and args.decoder != "greedy":
-        base = rec.decoder_config  # None for a model without one
-    cfg = load_decoder_config(
-        base,
-        kind=args.decoder,
-        beam_size=args.beam_size,
-        beam_size_token=args.beam_size_token,
-        beam_threshold=args.beam_threshold,
-        lm=args.lm,
-        lexicon=args.lexicon,
-        lm_weight=args.lm_weight,
-        word_score=args.word_score,
-    )
-    if args.decoder is None and base is None and (args.lm or args.beam_size):
-        cfg.kind = "beam"  # asking for an LM or a beam means beam search
-    return build_decoder(tokenizer, cfg)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -130,7 +34,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="experiment folder")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_config_args(p)
+    add_config_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_transcribe(sub)
     _add_align(sub)
-    _add_precision(add_lm(sub))  # lm tune loads a model
+    add_lm(sub)
     _add_export(sub)
-    _add_serve(sub)
+    add_serve(sub)
     return parser
 
 
@@ -161,8 +65,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show", action="store_true", help="print each reference and hypothesis")
     p.add_argument("--batch-seconds", type=float, default=120.0)
     p.add_argument("--device", default="cpu")
-    _add_precision(p)
-    _add_decoder_args(p)
+    add_precision(p)
+    add_decoder_args(p)
 
 
 def _add_transcribe(sub: argparse._SubParsersAction) -> None:
@@ -203,8 +107,8 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
         help="refuse longer files, judged by their header before reading (default 24 h)",
     )
     p.add_argument("--device", default="cpu")
-    _add_precision(p)
-    _add_decoder_args(p)
+    add_precision(p)
+    add_decoder_args(p)
 
 
 def _add_align(sub: argparse._SubParsersAction) -> None:
@@ -218,7 +122,7 @@ def _add_align(sub: argparse._SubParsersAction) -> None:
     p.add_argument("audio", type=Path)
     p.add_argument("text", help="the transcript, or a .txt file holding it")
     p.add_argument("--model", type=Path, default=None, help="model file (default: bundled)")
-    _add_precision(p)
+    add_precision(p)
     p.add_argument("--format", choices=["json", "tsv", "textgrid"], default="json")
     p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
     p.add_argument(
@@ -254,62 +158,6 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="export the mean of --model's weights and these files' (epochs of one run, or "
         "stages of one staged training; same shape and vocabulary; a file named twice counts "
         "twice), e.g. --model exp/gen9/best.pt --average exp/gen8/best.pt",
-    )
-
-
-def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="an HTTP and WebSocket API, and a page to try it in a browser",
-        description="Serve transcription over HTTP: POST /v1/transcribe (multipart field 'file' or "
-        "the raw file; ?format=json|srt|vtt|txt), GET /v1/health, GET /v1/model, a WebSocket "
-        "/v1/stream of 16-bit PCM giving partial and final text, and a page at /. The model is "
-        "loaded once. Binds to 127.0.0.1 unless --host says otherwise; there is no "
-        "authentication. Needs the serve extra: pip install -e '.[serve]'.",
-    )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", type=Path, default=None, help="model file (default: bundled)")
-    p.add_argument("--device", default="cpu")
-    _add_precision(p)
-    _add_decoder_args(p)
-    g = p.add_argument_group("limits")
-    g.add_argument("--max-upload-mb", type=float, default=25.0, help="largest body (default 25)")
-    g.add_argument(
-        "--max-duration",
-        type=float,
-        default=600.0,
-        metavar="SECONDS",
-        help="longest audio of a file or a stream (default 600)",
-    )
-    g.add_argument(
-        "--timeout",
-        type=float,
-        default=120.0,
-        metavar="SECONDS",
-        help="per request: upload, wait and decode (default 120); a silent stream is closed",
-    )
-    g.add_argument("--max-decodes", type=int, default=2, help="decodes at once (default 2)")
-    g.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads each decode uses (default: the cores less one, left to the event loop, "
-        "/ --max-decodes, at least 1; more threads than cores stall each other)",
-    )
-    g.add_argument(
-        "--max-waiting",
-        type=int,
-        default=16,
-        help="requests waiting for a decode; more get 503 (default 16)",
-    )
-    g.add_argument("--max-streams", type=int, default=4, help="open streams (default 4)")
-    g.add_argument(
-        "--pause",
-        type=float,
-        default=0.5,
-        metavar="SECONDS",
-        help="streams: quiet after speech that makes the text before it final (default 0.5)",
     )
 
 
@@ -352,7 +200,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         loader,
         rec.device,
         progress=sys.stderr.isatty(),
-        decoder=_decoder(args, rec.tokenizer, rec),
+        decoder=decoder_from_args(args, rec.tokenizer, rec),
         precision=rec.precision,
     )
     if args.show:
@@ -397,7 +245,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     for item in missing:
         print(f"asr transcribe: {item}: no such file, folder or matching audio", file=sys.stderr)
     rec = load_model(args.model, device=args.device, precision=args.precision)
-    decoder = _decoder(args, rec.tokenizer, rec)
+    decoder = decoder_from_args(args, rec.tokenizer, rec)
     # subtitles and word tables need word times; JSON gets them unless asked not to; txt never does
     timestamps = fmt in ("srt", "vtt", "tsv") or (
         fmt in ("json", "jsonl") and not args.no_timestamps
@@ -541,49 +389,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         atomic_save(record, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from asr.transcribe import load_model
-
-    try:
-        from asr.serve import (
-            ServeConfig,
-            StreamConfig,
-            create_app,
-            decode_threads,
-            is_loopback,
-            serve,
-        )
-    except ImportError as exc:
-        raise ValueError(f"{exc}; asr serve needs its extra: pip install -e '.[serve]'") from None
-    cfg = ServeConfig(
-        max_upload_mb=args.max_upload_mb,
-        max_duration=args.max_duration,
-        timeout=args.timeout,
-        max_decodes=args.max_decodes,
-        max_waiting=args.max_waiting,
-        max_streams=args.max_streams,
-        stream=StreamConfig(pause_seconds=args.pause),
-    )
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    # torch's thread count is the whole process's: the decode slots share it, so it is set here,
-    # not by create_app (which a test or an embedding program calls in its own process)
-    torch.set_num_threads(args.threads or decode_threads(cfg.max_decodes))
-    rec = load_model(args.model, device=args.device, precision=args.precision)
-    # one decoder per decode slot (beam search keeps its state in the decoder); None: the model's own
-    make_decoder = (lambda: _decoder(args, rec.tokenizer, rec)) if _decoder_asked(args) else None
-    app = create_app(rec, cfg, make_decoder, args.model.name if args.model else "bundled")
-    if not is_loopback(args.host):
-        print(
-            f"asr serve: listening on {args.host}, reachable from other machines, with no "
-            "authentication",
-            file=sys.stderr,
-        )
-    print(f"asr serve: http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
-    serve(app, args.host, args.port)
     return 0
 
 

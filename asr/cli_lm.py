@@ -11,10 +11,11 @@ import argparse
 import os
 from pathlib import Path
 
+from asr.cli_args import add_precision
 
-def add_lm(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``asr lm`` and its sub-commands; returns the ``tune`` parser, which loads a model and
-    so takes the options ``asr/cli.py`` gives every command that does (``--precision``)."""
+
+def add_lm(sub: argparse._SubParsersAction) -> None:
+    """Add ``asr lm`` and its sub-commands (``tune`` loads a model, so it takes ``--precision``)."""
     p = sub.add_parser(
         "lm",
         help="build word language models and lexicons, tune LM weights",
@@ -96,7 +97,7 @@ def add_lm(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--jobs", type=int, default=2, help="parallel decoding processes")
     t.add_argument("--out", type=Path, required=True, help="decoder config YAML to write")
     t.add_argument("--device", default="cpu")
-    return t
+    add_precision(t)
 
 
 def cmd_lm(args: argparse.Namespace) -> int:

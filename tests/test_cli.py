@@ -137,7 +137,7 @@ def test_beam_decoding_and_lm_tuning_from_the_command_line(
     # model's decoder.yaml); no flags: the model's own decoder
     from types import SimpleNamespace
 
-    from asr.cli import _decoder
+    from asr.cli_args import decoder_from_args
     from asr.decode import GreedyDecoder
     from asr.text import Tokenizer
 
@@ -145,7 +145,7 @@ def test_beam_decoding_and_lm_tuning_from_the_command_line(
 
     def decoder(*flags):
         args = build_parser().parse_args(["evaluate", "--manifest", "m.jsonl", *flags])
-        return _decoder(args, Tokenizer(), rec)
+        return decoder_from_args(args, Tokenizer(), rec)
 
     assert decoder() == "the model's own"
     adjusted = decoder("--word-score", "3.5", "--beam-size", "4").cfg
