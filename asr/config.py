@@ -177,6 +177,11 @@ class TrainConfig:
     average_last: int = bounded(
         0, 0
     )  # at the end, average the weights of the last N epochs (0: off)
+    # an exponential moving average of the weights, updated after every optimizer step
+    # (average = decay x average + (1 - decay) x weights) from the run's starting weights;
+    # validation, best.pt and the epochs that average_last averages use it, last.pt keeps both.
+    # 0: off; 0.999 remembers about the last 1,000 steps (torch.optim.swa_utils.AveragedModel)
+    ema_decay: float = bounded(0.0, 0, 1, below=True)
     # micro-batches whose gradients are summed into one optimizer step (the LR schedule, warm-up
     # included, counts optimizer steps); with N data-parallel ranks a step sees N x this many
     accumulate_grad: int = bounded(1, 1)

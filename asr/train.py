@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -207,6 +208,13 @@ def build(
         # before DDP wraps the model: DDP copies rank 0's weights to the other ranks
         init_weights(model, cfg, tokenizer, cfg.train.init_from)
         log.info(f"weights from {cfg.train.init_from}")
+    ema = None
+    if cfg.train.ema_decay:
+        ema = make_ema(model, cfg.train.ema_decay)
+        log.info(
+            f"a moving average of the weights (decay {cfg.train.ema_decay:g}) is validated and "
+            "saved as best.pt; last.pt keeps the trained weights too"
+        )
     net: torch.nn.Module = model
     if ddp.enabled:
         net = DistributedDataParallel(
@@ -232,7 +240,16 @@ def build(
     scaler = torch.amp.GradScaler("cuda", enabled=precision.dtype == torch.float16)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     parts = (tokenizer, features, model, net, augment, precision, optimizer, scheduler, scaler)
-    return Run(cfg, out_dir, ddp, device, *parts, steps_per_epoch, progress), loaders
+    return Run(cfg, out_dir, ddp, device, *parts, steps_per_epoch, progress, ema), loaders
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of ``model``'s weights that starts from its weights now
+    (counted as the first of the average: the next update is ``decay x now + (1 - decay) x
+    new``). Buffers are averaged too; the model has none that training changes."""
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema.n_averaged.fill_(1)  # torch would copy the first update's weights instead
+    return ema
 
 
 def make_loaders(
@@ -310,6 +327,8 @@ def train_one_epoch(run: Run, loader: DataLoader, state: TrainState) -> None:
             run.optimizer.zero_grad(set_to_none=True)
             continue
         grad_norm = _optimizer_step(run)
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
         progress.steps += 1
         speed = progress.audio_seconds * run.ddp.world_size / (time.perf_counter() - t0)
         lr = run.scheduler.get_last_lr()[0]
@@ -377,9 +396,9 @@ def _optimizer_step(run: Run) -> float:
 
 def validate(run: Run, loader: DataLoader) -> EvalResult:
     """CTC loss, greedy WER and CER on the validation set (every rank scores its share; all
-    get the whole set's result)."""
+    get the whole set's result), of the moving average of the weights when there is one."""
     return evaluate(
-        run.model,
+        run.scored_model,
         run.features,
         run.tokenizer,
         loader,

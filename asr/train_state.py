@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
 from asr.augment import Augment
@@ -92,6 +93,14 @@ class Run:
     scaler: torch.amp.GradScaler
     steps_per_epoch: int
     show_progress: bool
+    # the moving average of the weights (train.ema_decay), None when off; its ``module`` is a
+    # model like ``model``
+    ema: AveragedModel | None = None
+
+    @property
+    def scored_model(self) -> AcousticModel:
+        """The weights validation scores and ``best.pt`` holds: the moving average when on."""
+        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
 
 
 def seed_everything(seed: int) -> None:
@@ -130,14 +139,13 @@ def save(run: Run, state: TrainState, loader: DataLoader, improved: bool = False
     elif state.history:
         info.update(valid_wer=state.history[-1].valid_wer, valid_cer=state.history[-1].valid_cer)
     info.update(train_manifest=cfg.data.train, valid_manifest=cfg.data.valid, seed=cfg.train.seed)
-    weights = run.model.state_dict()
-    record = model_record(
-        asdict(cfg.features), asdict(cfg.model), run.tokenizer.to_list(), weights, info
-    )
+    meta = (asdict(cfg.features), asdict(cfg.model), run.tokenizer.to_list())
+    record = model_record(*meta, run.model.state_dict(), info)
+    scored = run.scored_model.state_dict()
     if improved:
-        atomic_save(record, out_dir / "best.pt")
+        atomic_save(model_record(*meta, scored, info), out_dir / "best.pt")
     if cfg.train.average_last > 0 and not inside:
-        atomic_save(weights, out_dir / "epochs" / f"epoch{epoch}.pt")
+        atomic_save(scored, out_dir / "epochs" / f"epoch{epoch}.pt")
         stale = out_dir / "epochs" / f"epoch{epoch - cfg.train.average_last}.pt"
         stale.unlink(missing_ok=True)
     atomic_save({**record, "train_state": train_state}, out_dir / "last.pt")
@@ -161,6 +169,8 @@ def _train_state(run: Run, state: TrainState, loader: DataLoader) -> dict:
         "steps_per_epoch": run.steps_per_epoch,
         "loader_generator": loader.generator.get_state(),
     }
+    if run.ema is not None:
+        saved["ema"] = run.ema.state_dict()
     if state.progress.batches:  # inside an epoch: where each rank stands in it
         saved["progress_per_rank"] = [progress for _, progress in per_rank]
     return saved
@@ -210,6 +220,7 @@ def restore(run: Run, loader: DataLoader, path: Path) -> TrainState:
             f"{path}: written with train.confidence_penalty={before:g}, resumed with "
             f"{run.cfg.train.confidence_penalty:g}: the loss changes from here"
         )
+    _restore_ema(run, saved.get("ema"), path)
     run.optimizer.load_state_dict(saved["optimizer"])
     run.scheduler.load_state_dict(saved["scheduler"])
     run.scaler.load_state_dict(saved["scaler"])
@@ -250,6 +261,20 @@ def restore(run: Run, loader: DataLoader, path: Path) -> TrainState:
         )
     log.info(f"resumed from {path} {where}")
     return state
+
+
+def _restore_ema(run: Run, saved: dict | None, path: Path) -> None:
+    """Put back the moving average of the weights; one that the checkpoint lacks (the run was
+    written with train.ema_decay=0) starts from the resumed weights."""
+    if run.ema is None:
+        if saved is not None:
+            log.warning(f"{path}: its moving average of the weights is dropped (train.ema_decay=0)")
+        return
+    if saved is None:
+        log.warning(f"{path}: has no moving average of the weights: it starts from these weights")
+        run.ema.module.load_state_dict(run.model.state_dict())
+        return
+    run.ema.load_state_dict(saved)
 
 
 def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: str) -> None:

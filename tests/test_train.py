@@ -242,6 +242,85 @@ def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights(
         assert [h[key] for h in a] == [h[key] for h in b], key
 
 
+def test_moving_average_starts_from_the_weights_and_follows_them():
+    from asr.train import make_ema
+
+    model = torch.nn.Linear(3, 2)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    ema = make_ema(model, 0.75)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update_parameters(model)
+    for k, v in ema.module.state_dict().items():
+        assert torch.allclose(v, 0.75 * start[k] + 0.25 * (start[k] + 1.0)), k
+    ema.update_parameters(model)  # a second step moves a quarter of the rest of the way
+    for k, v in ema.module.state_dict().items():
+        assert torch.allclose(v, start[k] + 0.25 + 0.75 * 0.25), k
+
+
+def test_moving_average_is_validated_saved_and_resumed_exactly(
+    tmp_path, example_manifest, monkeypatch
+):
+    """With ``train.ema_decay`` validation and the epochs' weights (and ``best.pt``) are the
+    moving average, ``last.pt`` trains on from the raw weights (those of a run without it), and a
+    run stopped inside an epoch resumes to the same raw weights and the same average as an
+    unbroken run."""
+    import json
+
+    over = {
+        "train.epochs": 2,
+        "data.max_batch_size": 2,  # 10 clips: 5 batches an epoch
+        "train.ema_decay": 0.8,
+        "train.average_last": 1,
+        "augment.speed_factors": "[0.9,1.0,1.1]",
+    }
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    train(_cfg(example_manifest, **over), straight, progress=False)
+    cfg = _cfg(example_manifest, **over, **{"train.checkpoint_every_steps": 2})
+    _crash_then_resume(cfg, broken, None, monkeypatch, at_batch=5 + 4)
+    _assert_same_weights(straight, broken)
+    averages = [
+        torch.load(d / "last.pt", weights_only=True)["train_state"]["ema"]
+        for d in (straight, broken)
+    ]
+    epoch2 = torch.load(straight / "epochs" / "epoch2.pt", weights_only=True)
+    raw = load_model(straight / "last.pt").model.state_dict()
+    moved = 0
+    for k, v in epoch2.items():
+        assert torch.equal(averages[0][f"module.{k}"], averages[1][f"module.{k}"]), k
+        assert torch.equal(v, averages[0][f"module.{k}"]), k
+        moved += not torch.equal(v, raw[k])
+    assert moved > 0  # the average lags the trained weights
+    a, b = (json.loads((d / "history.json").read_text()) for d in (straight, broken))
+    assert [h["valid_loss"] for h in a] == [h["valid_loss"] for h in b]
+    assert "moving average of the weights (decay 0.8)" in (straight / "train.log").read_text()
+    # the average changes what is validated, not what is trained
+    plain = tmp_path / "plain"
+    train(_cfg(example_manifest, **{**over, "train.ema_decay": 0}), plain, progress=False)
+    _assert_same_weights(straight, plain)
+    c = json.loads((plain / "history.json").read_text())
+    assert [h["valid_loss"] for h in a] != [h["valid_loss"] for h in c]
+
+
+def test_a_moving_average_turned_on_or_off_at_a_resume_is_said(tmp_path, example_manifest):
+    """Resumed with ``train.ema_decay`` from a checkpoint without an average, the average starts
+    from the resumed weights; resumed without it, the checkpoint's average is dropped. Both said."""
+    over = {"train.epochs": 1, "train.lr": 0.0}
+    train(_cfg(example_manifest, **over), tmp_path, progress=False)
+    on = {**over, "train.epochs": 2, "train.ema_decay": 0.9}
+    train(_cfg(example_manifest, **on), tmp_path, progress=False)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    raw = saved["state_dict"]
+    for k, v in raw.items():  # lr 0: the weights never moved, so neither did their average
+        assert torch.equal(saved["train_state"]["ema"][f"module.{k}"], v), k
+    train(_cfg(example_manifest, **{**over, "train.epochs": 3}), tmp_path, progress=False)
+    log_text = (tmp_path / "train.log").read_text()
+    assert "has no moving average of the weights: it starts from these weights" in log_text
+    assert "its moving average of the weights is dropped (train.ema_decay=0)" in log_text
+    assert "ema" not in torch.load(tmp_path / "last.pt", weights_only=True)["train_state"]
+
+
 def test_schedule_warms_up_then_decays():
     f = lr_lambda(warmup_steps=10, total_steps=110, min_ratio=0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
