@@ -180,7 +180,9 @@ class TrainConfig:
     # an exponential moving average of the weights, updated after every optimizer step
     # (average = decay x average + (1 - decay) x weights) from the run's starting weights;
     # validation, best.pt and the epochs that average_last averages use it, last.pt keeps both.
-    # 0: off; 0.999 remembers about the last 1,000 steps (torch.optim.swa_utils.AveragedModel)
+    # 0: off; 0.999 remembers about the last 1,000 steps (torch.optim.swa_utils.AveragedModel).
+    # The starting weights keep a share of decay^steps (0.999: 37% after 1,000 steps): meant for
+    # fine-tuning from good weights (init_from), or runs many times longer than 1 / (1 - decay)
     ema_decay: float = bounded(0.0, 0, 1, below=True)
     # micro-batches whose gradients are summed into one optimizer step (the LR schedule, warm-up
     # included, counts optimizer steps); with N data-parallel ranks a step sees N x this many

@@ -181,9 +181,9 @@ def build(
     progress: bool,
     resuming: bool = False,
 ) -> tuple[Run, Loaders]:
-    """Model, features, augmentation, loaders, optimiser and schedule for ``cfg``, initialised
-    from ``train.seed``, then from ``train.init_from``'s weights unless ``resuming`` (the
-    checkpoint's weights come next)."""
+    """Model, features, augmentation, loaders, optimiser, schedule and (``train.ema_decay``) the
+    moving average of the weights for ``cfg``, initialised from ``train.seed``, then from
+    ``train.init_from``'s weights unless ``resuming`` (the checkpoint's weights come next)."""
     if not cfg.data.train or not cfg.data.valid:
         raise ValueError(
             "data.train and data.valid must name manifests (e.g. data.train=train.jsonl)"
@@ -208,19 +208,19 @@ def build(
         # before DDP wraps the model: DDP copies rank 0's weights to the other ranks
         init_weights(model, cfg, tokenizer, cfg.train.init_from)
         log.info(f"weights from {cfg.train.init_from}")
-    ema = None
-    if cfg.train.ema_decay:
-        ema = make_ema(model, cfg.train.ema_decay)
-        log.info(
-            f"a moving average of the weights (decay {cfg.train.ema_decay:g}) is validated and "
-            "saved as best.pt; last.pt keeps the trained weights too"
-        )
     net: torch.nn.Module = model
     if ddp.enabled:
         net = DistributedDataParallel(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
             broadcast_buffers=False,  # the model has no buffers that training changes
+        )
+    ema = None
+    if cfg.train.ema_decay:  # after DDP has given every rank rank 0's (init_from) weights
+        ema = make_ema(model, cfg.train.ema_decay)
+        log.info(
+            f"a moving average of the weights (decay {cfg.train.ema_decay:g}) is validated and "
+            "saved as best.pt; last.pt keeps the trained weights too"
         )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
@@ -249,6 +249,9 @@ def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
     new``). Buffers are averaged too; the model has none that training changes."""
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
     ema.n_averaged.fill_(1)  # torch would copy the first update's weights instead
+    for module in ema.module.modules():  # the deep copy left cuDNN's weight block in pieces
+        if isinstance(module, torch.nn.RNNBase):
+            module.flatten_parameters()
     return ema
 
 
@@ -327,7 +330,9 @@ def train_one_epoch(run: Run, loader: DataLoader, state: TrainState) -> None:
             run.optimizer.zero_grad(set_to_none=True)
             continue
         grad_norm = _optimizer_step(run)
-        if run.ema is not None:
+        if (
+            run.ema is not None
+        ):  # also after a step fp16's scaler skipped: a step towards the same weights
             run.ema.update_parameters(run.model)
         progress.steps += 1
         speed = progress.audio_seconds * run.ddp.world_size / (time.perf_counter() - t0)

@@ -4,7 +4,8 @@
 :class:`TrainState` is where a run stands (epochs done, history, best WER, the place inside the
 current epoch); :class:`Run` holds the parts :func:`asr.train.build` makes (model, optimiser,
 schedule, ...). ``last.pt`` adds to the model file the optimiser, schedule and loss-scaler states,
-every rank's random state and place in the epoch, and the training loader's generator. Each
+the moving average of the weights (``train.ema_decay``), every rank's random state and place in
+the epoch, and the training loader's generator. Each
 utterance's augmentation is seeded by ``(train.seed, epoch, utterance)``
 (:class:`asr.data.BucketBatchSampler`), so nothing else is needed. Only :mod:`asr.train` imports
 this module.
@@ -134,16 +135,23 @@ def save(run: Run, state: TrainState, loader: DataLoader, improved: bool = False
     cfg, out_dir, epoch = run.cfg, run.out_dir, state.epoch
     inside = state.progress.batches > 0
     info: dict = {"epoch": epoch}
+    scores: dict = {}  # of what was validated: the moving average, when on
     if inside:
         info["steps_into_next_epoch"] = state.progress.steps
     elif state.history:
-        info.update(valid_wer=state.history[-1].valid_wer, valid_cer=state.history[-1].valid_cer)
+        scores = {
+            "valid_wer": state.history[-1].valid_wer,
+            "valid_cer": state.history[-1].valid_cer,
+        }
+    # last.pt's own weights are the trained ones: the average's scores are named as such there
+    info.update({f"ema_{k}": v for k, v in scores.items()} if run.ema is not None else scores)
     info.update(train_manifest=cfg.data.train, valid_manifest=cfg.data.valid, seed=cfg.train.seed)
     meta = (asdict(cfg.features), asdict(cfg.model), run.tokenizer.to_list())
     record = model_record(*meta, run.model.state_dict(), info)
     scored = run.scored_model.state_dict()
     if improved:
-        atomic_save(model_record(*meta, scored, info), out_dir / "best.pt")
+        best = {k: v for k, v in info.items() if not k.startswith("ema_")} | scores
+        atomic_save(model_record(*meta, scored, best), out_dir / "best.pt")
     if cfg.train.average_last > 0 and not inside:
         atomic_save(scored, out_dir / "epochs" / f"epoch{epoch}.pt")
         stale = out_dir / "epochs" / f"epoch{epoch - cfg.train.average_last}.pt"
@@ -214,12 +222,14 @@ def restore(run: Run, loader: DataLoader, path: Path) -> TrainState:
             f"{path}: cannot resume: the config's model differs from the checkpoint's "
             f"({first} ...); use another --out, or --no-resume to start over"
         ) from None
-    before = saved.get("config", {}).get("train", {}).get("confidence_penalty", 0.0)
-    if before != run.cfg.train.confidence_penalty:
-        log.warning(
-            f"{path}: written with train.confidence_penalty={before:g}, resumed with "
-            f"{run.cfg.train.confidence_penalty:g}: the loss changes from here"
-        )
+    written = saved.get("config", {}).get("train", {})
+    for key, what in (("confidence_penalty", "the loss"), ("ema_decay", "the moving average")):
+        before, now = written.get(key, 0.0), getattr(run.cfg.train, key)
+        if before != now:
+            log.warning(
+                f"{path}: written with train.{key}={before:g}, resumed with {now:g}: "
+                f"{what} changes from here"
+            )
     _restore_ema(run, saved.get("ema"), path)
     run.optimizer.load_state_dict(saved["optimizer"])
     run.scheduler.load_state_dict(saved["scheduler"])

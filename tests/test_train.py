@@ -270,21 +270,29 @@ def test_moving_average_is_validated_saved_and_resumed_exactly(
 
     over = {
         "train.epochs": 2,
-        "data.max_batch_size": 2,  # 10 clips: 5 batches an epoch
+        "data.max_batch_size": 2,  # 10 clips: 5 batches an epoch, 3 steps of 2 (the last 1)
+        "train.accumulate_grad": 2,
         "train.ema_decay": 0.8,
         "train.average_last": 1,
         "augment.speed_factors": "[0.9,1.0,1.1]",
     }
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     train(_cfg(example_manifest, **over), straight, progress=False)
-    cfg = _cfg(example_manifest, **over, **{"train.checkpoint_every_steps": 2})
+    cfg = _cfg(example_manifest, **over, **{"train.checkpoint_every_steps": 1})
     _crash_then_resume(cfg, broken, None, monkeypatch, at_batch=5 + 4)
+    assert "in epoch 2 after step 1 (2 batches)" in (broken / "train.log").read_text()
     _assert_same_weights(straight, broken)
     averages = [
         torch.load(d / "last.pt", weights_only=True)["train_state"]["ema"]
         for d in (straight, broken)
     ]
+    assert int(averages[0]["n_averaged"]) == 1 + 2 * 3  # the start, then once per step
     epoch2 = torch.load(straight / "epochs" / "epoch2.pt", weights_only=True)
+    # the tiny model's WER is 100% after either epoch: best.pt is the last epoch's average
+    best = torch.load(straight / "best.pt", weights_only=True)
+    assert best["info"]["epoch"] == 2 and best["info"]["valid_wer"] == 1.0
+    for k, v in epoch2.items():
+        assert torch.equal(best["state_dict"][k], v), k
     raw = load_model(straight / "last.pt").model.state_dict()
     moved = 0
     for k, v in epoch2.items():
@@ -295,6 +303,14 @@ def test_moving_average_is_validated_saved_and_resumed_exactly(
     a, b = (json.loads((d / "history.json").read_text()) for d in (straight, broken))
     assert [h["valid_loss"] for h in a] == [h["valid_loss"] for h in b]
     assert "moving average of the weights (decay 0.8)" in (straight / "train.log").read_text()
+    # best.pt written as an epoch improves (no average_last): the average too
+    one = tmp_path / "one"
+    train(_cfg(example_manifest, **{**over, "train.epochs": 1, "train.average_last": 0}), one)
+    best = torch.load(one / "best.pt", weights_only=True)
+    last = torch.load(one / "last.pt", weights_only=True)
+    assert "valid_wer" in best["info"] and "ema_valid_wer" in last["info"]
+    for k, v in best["state_dict"].items():
+        assert torch.equal(last["train_state"]["ema"][f"module.{k}"], v), k
     # the average changes what is validated, not what is trained
     plain = tmp_path / "plain"
     train(_cfg(example_manifest, **{**over, "train.ema_decay": 0}), plain, progress=False)
@@ -303,20 +319,31 @@ def test_moving_average_is_validated_saved_and_resumed_exactly(
     assert [h["valid_loss"] for h in a] != [h["valid_loss"] for h in c]
 
 
-def test_a_moving_average_turned_on_or_off_at_a_resume_is_said(tmp_path, example_manifest):
+def test_a_moving_average_turned_on_or_off_at_a_resume_is_said(tmp_path, example_manifest, caplog):
     """Resumed with ``train.ema_decay`` from a checkpoint without an average, the average starts
     from the resumed weights; resumed without it, the checkpoint's average is dropped. Both said."""
-    over = {"train.epochs": 1, "train.lr": 0.0}
-    train(_cfg(example_manifest, **over), tmp_path, progress=False)
-    on = {**over, "train.epochs": 2, "train.ema_decay": 0.9}
+    from types import SimpleNamespace
+
+    from asr.train import make_ema
+    from asr.train_state import _restore_ema
+
+    resumed, other = torch.nn.LSTM(3, 4), torch.nn.LSTM(3, 4)  # different random weights
+    run = SimpleNamespace(model=resumed, ema=make_ema(other, 0.9))
+    with caplog.at_level(logging.WARNING, logger="asr.train"):
+        _restore_ema(run, None, tmp_path / "last.pt")
+    for k, v in resumed.state_dict().items():
+        assert torch.equal(run.ema.module.state_dict()[k], v), k
+    assert "has no moving average of the weights: it starts from these weights" in caplog.text
+
+    # the same through asr train: off, then on, then off again
+    train(_cfg(example_manifest, **{"train.epochs": 1}), tmp_path, progress=False)
+    on = {"train.epochs": 2, "train.ema_decay": 0.9}
     train(_cfg(example_manifest, **on), tmp_path, progress=False)
-    saved = torch.load(tmp_path / "last.pt", weights_only=True)
-    raw = saved["state_dict"]
-    for k, v in raw.items():  # lr 0: the weights never moved, so neither did their average
-        assert torch.equal(saved["train_state"]["ema"][f"module.{k}"], v), k
-    train(_cfg(example_manifest, **{**over, "train.epochs": 3}), tmp_path, progress=False)
+    assert "ema" in torch.load(tmp_path / "last.pt", weights_only=True)["train_state"]
+    train(_cfg(example_manifest, **{"train.epochs": 3}), tmp_path, progress=False)
     log_text = (tmp_path / "train.log").read_text()
     assert "has no moving average of the weights: it starts from these weights" in log_text
+    assert "written with train.ema_decay=0, resumed with 0.9" in log_text
     assert "its moving average of the weights is dropped (train.ema_decay=0)" in log_text
     assert "ema" not in torch.load(tmp_path / "last.pt", weights_only=True)["train_state"]
 
@@ -408,7 +435,9 @@ def test_the_logged_loss_is_ctc_alone_under_a_penalty(tmp_path, example_manifest
 
 
 def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path, example_manifest):
-    """torchrun, 2 CPU processes (gloo) x 1 utterance per step == 1 process accumulating 2.
+    """torchrun, 2 CPU processes (gloo) x 1 utterance per step == 1 process accumulating 2,
+    fine-tuning (rank 0 reads ``init_from``) with a moving average of the weights, which every
+    rank must start from the same weights: validation shards score it.
 
     Then the 2-rank run resumes on 1 process and ends where the 1-process run ends.
     """
@@ -418,7 +447,15 @@ def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path, example_ma
     import subprocess
     import sys
 
-    same = {"data.max_batch_size": 1, "augment.spec_augment": False, "train.epochs": 1}
+    start = tmp_path / "start"  # weights unlike any seed's initial ones
+    train(_cfg(example_manifest, **{"train.epochs": 1, "train.seed": 99}), start, progress=False)
+    same = {
+        "data.max_batch_size": 1,
+        "augment.spec_augment": False,
+        "train.epochs": 1,
+        "train.init_from": start / "last.pt",
+        "train.ema_decay": 0.8,
+    }
     one = tmp_path / "one"
     train(_cfg(example_manifest, **same, **{"train.accumulate_grad": 2}), one, progress=False)
 
@@ -456,6 +493,11 @@ def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path, example_ma
     wb = load_model(two / "last.pt").model.state_dict()
     for k in wa:
         assert torch.allclose(wa[k], wb[k], atol=1e-5), k
+    ea, eb = (
+        torch.load(d / "last.pt", weights_only=True)["train_state"]["ema"] for d in (one, two)
+    )
+    for k in ea:
+        assert torch.allclose(ea[k].float(), eb[k].float(), atol=1e-5), k
 
     # resume either run for a second epoch on one process: the same weights at the end
     shutil.copytree(one, tmp_path / "one2")

@@ -10,9 +10,11 @@ Every error is JSON, ``{"error": {"status": 413, "code": "too_large", "message":
 ====  ==================  =====================================================================
 400   bad_request         an empty body, a multipart body without a file, an unknown ``format``
 408   upload_timeout      the body did not arrive within the request timeout
+408   idle_timeout        a stream sent nothing for the request timeout (closed with 1008)
 413   too_large           more bytes than ``max_upload_mb``, or audio longer than ``max_duration``
 415   unsupported_type    a Content-Type that is not audio (``audio/*``, octet-stream, multipart)
 422   unreadable_audio    a body that is not audio ``asr`` can read (the reader's own words)
+500   internal_error      the server failed (its log has the traceback; a stream closes with 1011)
 503   busy                every decode slot taken and the waiting line full, or no slot in time
 504   decode_timeout      the decode itself ran past the request timeout
 ====  ==================  =====================================================================
