@@ -140,6 +140,29 @@ def strip_checkpoint(record: dict, half: bool = False, info: dict | None = None)
     return model_record(record["features"], record["model"], record["tokens"], state, merged)
 
 
+def moving_average_record(record: dict, path: str | Path) -> dict:
+    """The model-file record of the moving average of the weights (``train.ema_decay``) that the
+    training checkpoint ``record`` (read from ``path``) carries beside its trained weights.
+
+    Raises:
+        ModelFileError: ``record`` holds no moving average (not a checkpoint, or trained without).
+    """
+    saved = record.get("train_state", {}).get("ema")
+    if not saved:
+        raise ModelFileError(
+            f"{path}: holds no moving average of the weights (a training checkpoint of a run "
+            "with train.ema_decay, such as its last.pt, does)"
+        )
+    prefix = "module."
+    state = {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)}
+    info = {k: v for k, v in record.get("info", {}).items() if not k.startswith("ema_")}
+    info.update(
+        {k[len("ema_") :]: v for k, v in record.get("info", {}).items() if k.startswith("ema_")}
+    )
+    info["moving_average_of"] = str(path)
+    return model_record(record["features"], record["model"], record["tokens"], state, info)
+
+
 def average_model_files(paths: list[str | Path]) -> dict:
     """One model file's record whose weights are the element-wise mean of ``paths``' weights.
 

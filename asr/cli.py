@@ -150,6 +150,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["asr", "torchscript", "onnx"], default="asr")
     p.add_argument("--half", action="store_true", help="asr format: store weights as float16")
     p.add_argument(
+        "--ema",
+        action="store_true",
+        help="export the moving average of the weights that --model, a training checkpoint of a "
+        "run with train.ema_decay (its last.pt), carries instead of its trained weights",
+    )
+    p.add_argument(
         "--average",
         nargs="+",
         type=Path,
@@ -365,16 +371,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     from asr.checkpoint import (
         atomic_save,
         average_model_files,
+        moving_average_record,
         read_model_file,
         strip_checkpoint,
     )
     from asr.transcribe import DEFAULT_MODEL, build_recognizer
 
     model_path = args.model or DEFAULT_MODEL
+    if args.ema and args.average:
+        raise ValueError("--ema and --average: export the average first, then average that file")
     if args.average:
         record = average_model_files([model_path, *args.average])
     else:
         record = read_model_file(model_path)
+    if args.ema:
+        record = moving_average_record(record, model_path)
     record = strip_checkpoint(record, half=args.half)
     rec = build_recognizer(record, str(model_path))  # refuse to write a file that would not load
     args.out.parent.mkdir(parents=True, exist_ok=True)

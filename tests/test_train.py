@@ -260,7 +260,7 @@ def test_moving_average_starts_from_the_weights_and_follows_them():
 
 
 def test_moving_average_is_validated_saved_and_resumed_exactly(
-    tmp_path, example_manifest, monkeypatch
+    tmp_path, example_manifest, monkeypatch, capsys
 ):
     """With ``train.ema_decay`` validation and the epochs' weights (and ``best.pt``) are the
     moving average, ``last.pt`` trains on from the raw weights (those of a run without it), and a
@@ -317,6 +317,19 @@ def test_moving_average_is_validated_saved_and_resumed_exactly(
     _assert_same_weights(straight, plain)
     c = json.loads((plain / "history.json").read_text())
     assert [h["valid_loss"] for h in a] != [h["valid_loss"] for h in c]
+
+    # asr export --ema: the average as a model file of its own; a file without one is refused
+    from asr.cli import main
+
+    out = tmp_path / "ema.pt"
+    assert main(["export", "--model", str(straight / "last.pt"), "--ema", "--out", str(out)]) == 0
+    exported = load_model(out).model.state_dict()
+    for k, v in exported.items():
+        assert torch.equal(v, averages[0][f"module.{k}"]), k
+    info = torch.load(out, weights_only=True)["info"]
+    assert info["valid_wer"] == a[-1]["valid_wer"] and "ema_valid_wer" not in info
+    assert main(["export", "--model", str(plain / "last.pt"), "--ema", "--out", str(out)]) == 2
+    assert "holds no moving average of the weights" in capsys.readouterr().err
 
 
 def test_a_moving_average_turned_on_or_off_at_a_resume_is_said(tmp_path, example_manifest, caplog):
