@@ -153,12 +153,10 @@ def moving_average_record(record: dict, path: str | Path) -> dict:
             f"{path}: holds no moving average of the weights (a training checkpoint of a run "
             "with train.ema_decay, such as its last.pt, does)"
         )
-    prefix = "module."
-    state = {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)}
-    info = {k: v for k, v in record.get("info", {}).items() if not k.startswith("ema_")}
-    info.update(
-        {k[len("ema_") :]: v for k, v in record.get("info", {}).items() if k.startswith("ema_")}
-    )
+    # AveragedModel's state: its count ("n_averaged") and the model's weights under "module."
+    state = {k.removeprefix("module."): v for k, v in saved.items() if k.startswith("module.")}
+    # the checkpoint's scores of the average (ema_valid_wer, ...) are this file's own
+    info = {k.removeprefix("ema_"): v for k, v in record.get("info", {}).items()}
     info["moving_average_of"] = str(path)
     return model_record(record["features"], record["model"], record["tokens"], state, info)
 
