@@ -91,16 +91,23 @@ def _wav_data_shortfall(path: Path) -> int:
         return 0
 
 
+def _header(path: Path):
+    """soundfile's header of ``path``, checked (``check_header``); None where soundfile cannot
+    read the format (librosa may)."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return None
+    check_header(path, info)
+    return info
+
+
 def _read(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
     """Read ``path`` as float32 (frames, channels) with its native sample rate."""
     if offset < 0 or (duration is not None and duration <= 0):
         raise AudioError(f"{path}: offset must be >= 0 and duration > 0 (got {offset}, {duration})")
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError):
-        info = None
+    info = _header(path)
     if info is not None:
-        check_header(path, info)
         shortfall = _wav_data_shortfall(path)
         if shortfall:
             warnings.warn(
@@ -181,12 +188,8 @@ def audio_duration(path: str | Path) -> float:
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: audio file not found")
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError):
-        info = None
+    info = _header(path)
     if info is not None:
-        check_header(path, info)
         if info.frames > 0:
             return info.frames / info.samplerate
     data, rate = _read(path, 0.0, None)
