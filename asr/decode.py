@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -113,6 +115,31 @@ class GreedyDecoder:
         return greedy_decode(log_probs, out_lens, self.tokenizer)
 
 
+@contextlib.contextmanager
+def _native_stderr_held() -> Iterator[None]:
+    """Hold what native code writes to file descriptor 2 (KenLM prints "Loading the LM will be
+    faster..." and a progress bar on every load) and pass it on only if the block raises, where
+    it may explain the error. Where fd 2 cannot be redirected, nothing is held."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            os.write(2, held.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 class BeamDecoder:
     """CTC prefix beam search (flashlight-text via torchaudio's ``ctc_decoder``).
 
@@ -149,22 +176,23 @@ class BeamDecoder:
                 )
         tokens = [SIL_TOKEN if t == SPACE else t for t in tokenizer.tokens]
         try:
-            self._decoder = ctc_decoder(
-                lexicon=cfg.lexicon or None,
-                tokens=tokens,
-                lm=cfg.lm or None,
-                nbest=cfg.nbest,
-                beam_size=cfg.beam_size,
-                beam_size_token=cfg.beam_size_token or None,
-                beam_threshold=cfg.beam_threshold,
-                lm_weight=cfg.lm_weight,
-                word_score=cfg.word_score,
-                unk_score=cfg.unk_score,
-                sil_score=cfg.sil_score,
-                log_add=cfg.log_add,
-                blank_token=tokenizer.tokens[tokenizer.blank_id],
-                sil_token=SIL_TOKEN,
-            )
+            with _native_stderr_held():  # KenLM's progress bar, on fd 2
+                self._decoder = ctc_decoder(
+                    lexicon=cfg.lexicon or None,
+                    tokens=tokens,
+                    lm=cfg.lm or None,
+                    nbest=cfg.nbest,
+                    beam_size=cfg.beam_size,
+                    beam_size_token=cfg.beam_size_token or None,
+                    beam_threshold=cfg.beam_threshold,
+                    lm_weight=cfg.lm_weight,
+                    word_score=cfg.word_score,
+                    unk_score=cfg.unk_score,
+                    sil_score=cfg.sil_score,
+                    log_add=cfg.log_add,
+                    blank_token=tokenizer.tokens[tokenizer.blank_id],
+                    sil_token=SIL_TOKEN,
+                )
         except (RuntimeError, ValueError, IndexError) as exc:
             where = cfg.lm or cfg.lexicon
             raise DecoderError(f"{where}: cannot load ({exc})") from None

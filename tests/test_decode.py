@@ -37,10 +37,12 @@ def test_greedy_empty():
 # --- beam search ---
 
 import itertools  # noqa: E402
+import os  # noqa: E402
 
 import pytest  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from asr import decode  # noqa: E402
 from asr.config import DecoderConfig  # noqa: E402
 from asr.decode import BeamDecoder, DecoderError, build_decoder  # noqa: E402
 from asr.lm import write_arpa  # noqa: E402
@@ -131,6 +133,28 @@ def test_a_language_model_pulls_toward_its_word(tmp_path):
         lp, lens
     )[0]
     assert [h.text for h in nbest] == ["cap", "cat"] and nbest[0].score >= nbest[1].score
+
+
+def test_loading_a_language_model_prints_nothing(tmp_path, capfd):
+    """KenLM writes "Loading the LM will be faster..." and a progress bar to fd 2 on every load:
+    held back, so that `asr transcribe` prints transcripts only."""
+    lm = write_arpa([["the", "cat"]] * 20 + [["cap"]], tmp_path / "lm.arpa", order=2)
+    capfd.readouterr()
+    BeamDecoder(Tokenizer(), DecoderConfig(kind="beam", lm=str(lm)))
+    assert capfd.readouterr().err == ""
+
+
+def test_native_stderr_is_passed_on_when_the_block_fails(capfd):
+    with decode._native_stderr_held():
+        os.write(2, b"progress bar\n")
+    assert capfd.readouterr().err == ""
+    with pytest.raises(RuntimeError, match="cannot load"):
+        with decode._native_stderr_held():
+            os.write(2, b"why it failed\n")
+            raise RuntimeError("cannot load")
+    assert capfd.readouterr().err == "why it failed\n"
+    os.write(2, b"after\n")  # fd 2 is itself again
+    assert capfd.readouterr().err == "after\n"
 
 
 def test_bad_lm_and_lexicon_files(tmp_path):
