@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
+import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -115,29 +117,61 @@ class GreedyDecoder:
         return greedy_decode(log_probs, out_lens, self.tokenizer)
 
 
+# What KenLM writes to fd 2 on every load of an ARPA file: a hint, the file's name, a progress bar
+_KENLM_CHATTER = re.compile(
+    rb"Loading the LM will be faster if you build a binary file\.|Reading .*|-+5-+10-.*100|\*+"
+)
+_FD2_LOCK = threading.Lock()  # fd 2 is the process's: one hold at a time
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    """Write all of ``data``; a closed or broken stderr is not worth an error of its own."""
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        pass
+
+
 @contextlib.contextmanager
 def _native_stderr_held() -> Iterator[None]:
-    """Hold what native code writes to file descriptor 2 (KenLM prints "Loading the LM will be
-    faster..." and a progress bar on every load) and pass it on only if the block raises, where
-    it may explain the error. Where fd 2 cannot be redirected, nothing is held."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
+    """Hold what is written to file descriptor 2 during the block (native code writes there
+    directly: KenLM prints a hint and a progress bar on every load). Afterwards pass it all on if
+    the block raised, where it may explain the error, and otherwise everything but KenLM's own
+    lines. Where fd 2 cannot be redirected, nothing is held. Serialised across threads."""
+    with _FD2_LOCK:
+        saved = held = None
+        try:
+            held = tempfile.TemporaryFile()
+            if sys.stderr is not None:
+                sys.stderr.flush()
+            saved = os.dup(2)
+            os.dup2(held.fileno(), 2)
+        except (OSError, ValueError):
+            if saved is not None:
+                os.close(saved)
+            if held is not None:
+                held.close()
+            saved = None
+        if saved is None:
+            yield
+            return
+        failed = True
         try:
             yield
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            os.write(2, held.read())
-            raise
+            failed = False
         finally:
+            if sys.stderr is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+            held.seek(0)
+            lines = held.read().splitlines(keepends=True)
+            held.close()
+            if not failed:
+                lines = [x for x in lines if not _KENLM_CHATTER.fullmatch(x.rstrip(b"\r\n"))]
+            _write_fd(2, b"".join(lines))
 
 
 class BeamDecoder:
@@ -176,7 +210,7 @@ class BeamDecoder:
                 )
         tokens = [SIL_TOKEN if t == SPACE else t for t in tokenizer.tokens]
         try:
-            with _native_stderr_held():  # KenLM's progress bar, on fd 2
+            with _native_stderr_held():  # KenLM's hint and progress bar, on fd 2
                 self._decoder = ctc_decoder(
                     lexicon=cfg.lexicon or None,
                     tokens=tokens,

@@ -38,6 +38,8 @@ def test_greedy_empty():
 
 import itertools  # noqa: E402
 import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -144,17 +146,32 @@ def test_loading_a_language_model_prints_nothing(tmp_path, capfd):
     assert capfd.readouterr().err == ""
 
 
-def test_native_stderr_is_passed_on_when_the_block_fails(capfd):
+def test_native_stderr_is_passed_on_but_kenlm_chatter(capfd):
+    chatter = b"Loading the LM will be faster if you build a binary file.\nReading /x/lm.arpa\n"
+    chatter += b"----5---10---15---20---25---30---35---40---45---50---55---60---65---70---75---80"
+    chatter += b"---85---90---95--100\n" + b"*" * 100 + b"\n"
     with decode._native_stderr_held():
-        os.write(2, b"progress bar\n")
-    assert capfd.readouterr().err == ""
+        os.write(2, chatter + b"a warning of someone else's\n")
+    assert capfd.readouterr().err == "a warning of someone else's\n"
     with pytest.raises(RuntimeError, match="cannot load"):
         with decode._native_stderr_held():
-            os.write(2, b"why it failed\n")
+            os.write(2, chatter + b"why it failed\n")
             raise RuntimeError("cannot load")
-    assert capfd.readouterr().err == "why it failed\n"
+    assert capfd.readouterr().err == (chatter + b"why it failed\n").decode()  # all of it
     os.write(2, b"after\n")  # fd 2 is itself again
     assert capfd.readouterr().err == "after\n"
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open fds in /proc")
+def test_holding_native_stderr_leaks_no_descriptor(monkeypatch):
+    before = len(list(Path("/proc/self/fd").iterdir()))
+    for _ in range(5):
+        with decode._native_stderr_held():
+            pass
+    monkeypatch.setattr(sys, "stderr", None)  # pythonw, daemons: no Python-level stderr
+    with decode._native_stderr_held():
+        pass
+    assert len(list(Path("/proc/self/fd").iterdir())) == before
 
 
 def test_bad_lm_and_lexicon_files(tmp_path):

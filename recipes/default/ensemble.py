@@ -20,23 +20,29 @@ from asr.config import load_decoder_config
 from asr.decode import BeamDecoder, GreedyDecoder
 from asr.evaluate import manifest_emissions
 from asr.metrics import score
+from asr.text import Tokenizer
 from asr.transcribe import load_model
 
 Combine = Callable[[list[torch.Tensor]], torch.Tensor]
+# per dev set: utterance ids, references, and per utterance one (T, V) log-prob tensor per model
+DevSet = tuple[list[str], list[str], list[list[torch.Tensor]]]
 
 
 def mean_probability(emissions: list[torch.Tensor]) -> torch.Tensor:
-    return torch.logsumexp(torch.stack(emissions), 0) - math.log(len(emissions))
+    """M models' (T, V) log-probs -> (T, V): the log of their mean probability."""
+    stacked = torch.stack(emissions)  # (M, T, V)
+    return torch.logsumexp(stacked, 0) - math.log(len(emissions))
 
 
 def mean_log_probability(emissions: list[torch.Tensor]) -> torch.Tensor:
-    mean = torch.stack(emissions).mean(0)
+    """M models' (T, V) log-probs -> (T, V): their mean, renormalised over V (the normalised
+    geometric mean of the probabilities)."""
+    mean = torch.stack(emissions).mean(0)  # (M, T, V) -> (T, V)
     return mean - torch.logsumexp(mean, -1, keepdim=True)
 
 
-def dev_emissions(models: list[str], data: str):
-    """The shared tokenizer, and per dev set: ids, references, and per utterance one (T, V)
-    log-prob tensor per model."""
+def dev_emissions(models: list[str], data: str) -> tuple[Tokenizer, list[DevSet]]:
+    """The models' shared tokenizer, and every dev set's emissions under each model."""
     recs = [load_model(m) for m in models]
     if len({tuple(r.tokenizer.tokens) for r in recs}) > 1:
         raise SystemExit("the models spell with different tokens: they cannot be ensembled")
@@ -52,7 +58,8 @@ def dev_emissions(models: list[str], data: str):
     return recs[0].tokenizer, sets
 
 
-def pooled_wer(sets, combine: Combine, decoder) -> float:
+def pooled_wer(sets: list[DevSet], combine: Combine, decoder: GreedyDecoder | BeamDecoder) -> float:
+    """WER in percent of the dev sets pooled, each utterance's emissions combined, then decoded."""
     ids, refs, hyps = [], [], []
     for k, (set_ids, set_refs, per_utt) in enumerate(sets):
         hyps += decode_all(decoder, [combine(u) for u in per_utt])
