@@ -91,7 +91,7 @@ def _wav_data_shortfall(path: Path) -> int:
         return 0
 
 
-def _header(path: Path):
+def _header(path: Path) -> sf._SoundFileInfo | None:
     """soundfile's header of ``path``, checked (``check_header``); None where soundfile cannot
     read the format (librosa may)."""
     try:
