@@ -155,8 +155,11 @@ def moving_average_record(record: dict, path: str | Path) -> dict:
         )
     # AveragedModel's state: its count ("n_averaged") and the model's weights under "module."
     state = {k.removeprefix("module."): v for k, v in saved.items() if k.startswith("module.")}
-    # the checkpoint's scores of the average (ema_valid_wer, ...) are this file's own
-    info = {k.removeprefix("ema_"): v for k, v in record.get("info", {}).items()}
+    # the checkpoint's scores of the average (ema_valid_wer, ...) are this file's own, and win
+    # over any of the trained weights' under the same name
+    saved_info = record.get("info", {})
+    info = {k: v for k, v in saved_info.items() if not k.startswith("ema_")}
+    info |= {k.removeprefix("ema_"): v for k, v in saved_info.items() if k.startswith("ema_")}
     info["moving_average_of"] = str(path)
     return model_record(record["features"], record["model"], record["tokens"], state, info)
 
