@@ -174,9 +174,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     record = train(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
     if record and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 speaks
+        decoded = ""
+        if record.valid_decoder_wer is not None:
+            decoded = f", with {cfg.train.valid_decoder} {100 * record.valid_decoder_wer:.2f}%"
         print(
             f"epoch {record.epoch}: valid WER {100 * record.valid_wer:.2f}% "
-            f"CER {100 * record.valid_cer:.2f}%; best model: {args.out / 'best.pt'}"
+            f"CER {100 * record.valid_cer:.2f}%{decoded}; best model: {args.out / 'best.pt'}"
         )
     return 0
 

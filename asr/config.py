@@ -193,6 +193,11 @@ class TrainConfig:
     # start from this model file's weights (fine-tuning, e.g. asr/pretrained/default.pt); its
     # features, model shape and vocabulary must match this config's. Ignored when resuming.
     init_from: str = ""
+    # a decoder config (a YAML file with a 'decoder:' section, as `asr lm tune` writes, e.g.
+    # asr/pretrained/decoder.yaml): validation also decodes with it (the beam search and LM a
+    # user of the model will run), and best.pt and average_last's choice go by its WER instead
+    # of greedy's, which can fall while the beam search's rises. Empty: greedy chooses.
+    valid_decoder: str = ""
 
 
 @dataclass

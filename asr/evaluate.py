@@ -68,6 +68,7 @@ def scoring_utterances(
 class EvalResult:
     loss: float
     score: Score
+    also: Score | None = None  # the same outputs decoded by ``evaluate``'s ``also_decoder``
 
 
 @torch.no_grad()
@@ -81,8 +82,11 @@ def evaluate(
     decoder: Callable[[torch.Tensor, torch.Tensor], list] | None = None,
     ddp: Distributed | None = None,
     precision: PrecisionChoice | None = None,
+    also_decoder: Callable[[torch.Tensor, torch.Tensor], list] | None = None,
 ) -> EvalResult:
-    """CTC loss and WER/CER of ``model`` over ``loader`` (greedy unless ``decoder`` is given).
+    """CTC loss and WER/CER of ``model`` over ``loader`` (greedy unless ``decoder`` is given),
+    and with ``also_decoder`` the WER/CER of the same outputs decoded a second way (training's
+    validation: greedy, and the beam search that chooses the checkpoint).
 
     With ``ddp`` enabled, each rank's ``loader`` holds its own share of the utterances; the
     hypotheses and losses of all ranks are gathered and scored together, so every rank returns
@@ -93,7 +97,7 @@ def evaluate(
     precision = precision or PrecisionChoice(None, "fp32")
     model.eval()
     total_loss, total_utts = 0.0, 0
-    ids, refs, hyps = [], [], []
+    ids, refs, hyps, also = [], [], [], []
     for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
         batch = batch.to(device)
         feats, feat_lens = features(batch.waves, batch.wav_lens)
@@ -107,11 +111,17 @@ def evaluate(
             ids.append(utt_id)
             refs.append(ref)
             hyps.append(hyp.text)
+        if also_decoder is not None:
+            also += [hyp.text for hyp in also_decoder(log_probs.float(), out_lens)]
     if ddp is not None and ddp.enabled:
-        parts = all_gather((total_loss, total_utts, ids, refs, hyps), ddp)
+        parts = all_gather((total_loss, total_utts, ids, refs, hyps, also), ddp)
         total_loss, total_utts = sum(p[0] for p in parts), sum(p[1] for p in parts)
-        ids, refs, hyps = ([x for p in parts for x in p[k]] for k in (2, 3, 4))
-    return EvalResult(total_loss / max(1, total_utts), score(ids, refs, hyps))
+        ids, refs, hyps, also = ([x for p in parts for x in p[k]] for k in (2, 3, 4, 5))
+    return EvalResult(
+        total_loss / max(1, total_utts),
+        score(ids, refs, hyps),
+        score(ids, refs, also) if also_decoder is not None else None,
+    )
 
 
 @torch.no_grad()

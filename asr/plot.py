@@ -91,7 +91,11 @@ def plot_history(history: list[dict], path: Path) -> None:
     ax1.legend()
     ax2.plot(epochs, [100 * h["valid_wer"] for h in history], "o-", label="WER")
     ax2.plot(epochs, [100 * h["valid_cer"] for h in history], "o-", label="CER")
-    ax2.set(xlabel="epoch", ylabel="%", title="validation error (greedy)")
+    decoded = [(h["epoch"], h.get("valid_decoder_wer")) for h in history]
+    decoded = [(e, w) for e, w in decoded if w is not None]
+    if decoded:  # train.valid_decoder: the WER that chose best.pt
+        ax2.plot(*zip(*((e, 100 * w) for e, w in decoded)), "s-", label="WER, valid_decoder")
+    ax2.set(xlabel="epoch", ylabel="%", title="validation error (greedy unless named)")
     ax2.legend()
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from asr.augment import Augment
 from asr.checkpoint import atomic_save, average_weights, model_record
-from asr.config import Config, save_config
+from asr.config import Config, load_decoder_config, save_config
 from asr.data import (
     Batch,
     BucketBatchSampler,
@@ -45,6 +45,7 @@ from asr.data import (
     make_loader,
     normalized_utterances,
 )
+from asr.decode import BeamDecoder, GreedyDecoder, build_decoder
 from asr.distributed import Distributed, init_distributed
 from asr.evaluate import EvalResult, evaluate
 from asr.features import FeatureExtractor
@@ -169,7 +170,7 @@ def _train(
         train_one_epoch(run, loaders.train, state)
         record = _end_epoch(run, loaders, state)
     if cfg.train.average_last > 0 and state.history and ddp.is_main:
-        _average_last(run, loaders.valid_utts, state.history)
+        _average_last(run, loaders.valid_utts, state)
     return record
 
 
@@ -240,7 +241,23 @@ def build(
     scaler = torch.amp.GradScaler("cuda", enabled=precision.dtype == torch.float16)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     parts = (tokenizer, features, model, net, augment, precision, optimizer, scheduler, scaler)
-    return Run(cfg, out_dir, ddp, device, *parts, steps_per_epoch, progress, ema), loaders
+    run = Run(cfg, out_dir, ddp, device, *parts, steps_per_epoch, progress, ema)
+    run.valid_decoder = make_valid_decoder(cfg.train.valid_decoder, tokenizer)
+    return run, loaders
+
+
+def make_valid_decoder(path: str, tokenizer: Tokenizer) -> GreedyDecoder | BeamDecoder | None:
+    """``train.valid_decoder``'s decoder, made before training starts, so that a missing LM or a
+    bad config stops the run at once (named) rather than after its first epoch; None if unset."""
+    if not path:
+        return None
+    dcfg = load_decoder_config(path)
+    decoder = build_decoder(tokenizer, dcfg)
+    what = f"{dcfg.kind} search" + (
+        f", LM {dcfg.lm} at weight {dcfg.lm_weight:g}" if dcfg.lm else ""
+    )
+    log.info(f"validation also decodes with {path} ({what}): its WER chooses best.pt")
+    return decoder
 
 
 def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
@@ -410,6 +427,7 @@ def validate(run: Run, loader: DataLoader) -> EvalResult:
         run.device,
         ddp=run.ddp,
         precision=run.precision,
+        also_decoder=run.valid_decoder,
     )
 
 
@@ -433,28 +451,33 @@ def _end_epoch(run: Run, loaders: Loaders, state: TrainState) -> EpochRecord:
         train_seconds=p.seconds,
         audio_seconds_per_second=audio_seconds / p.seconds,
     )
+    decoded = ""
+    if result.also is not None:
+        record.valid_decoder_wer, record.valid_decoder_cer = result.also.wer, result.also.cer
+        decoded = f"  with {run.cfg.train.valid_decoder}: {result.also.summary()}"
     log.info(
         f"epoch {record.epoch}: train loss {record.train_loss:.4f}  valid loss "
-        f"{result.loss:.4f}  {result.score.summary()}  ({p.seconds:.1f} s, "
+        f"{result.loss:.4f}  {result.score.summary()}{decoded}  ({p.seconds:.1f} s, "
         f"{record.audio_seconds_per_second:.0f} audio s/s)"
     )
     if run.show_progress:
-        tqdm.write(f"epoch {record.epoch}: valid {result.score.summary()}")
-    improved = record.valid_wer < state.best_wer
-    state.best_wer = min(state.best_wer, record.valid_wer)
+        tqdm.write(f"epoch {record.epoch}: valid {result.score.summary()}{decoded}")
+    improved = record.selection_wer < state.best_wer
+    state.best_wer = min(state.best_wer, record.selection_wer)
     state.history.append(record)
     state.epoch, state.progress = record.epoch, EpochProgress()
     save(run, state, loaders.train, improved)
     return record
 
 
-def _average_last(run: Run, valid_utts: list[Utterance], history: list[EpochRecord]) -> None:
+def _average_last(run: Run, valid_utts: list[Utterance], state: TrainState) -> None:
     """Average the last epochs' weights into ``averaged.pt``; it becomes ``best.pt`` if no worse.
 
     Averaging the last few epochs (as in ESPnet and icefall) smooths the noise of the final steps.
-    The choice between it and the best single epoch is made on the validation set.
+    The choice between it and the best single epoch is made on the validation set, by the WER
+    that chose that epoch (``train.valid_decoder``'s when set).
     """
-    cfg, out_dir, last = run.cfg, run.out_dir, history[-1].epoch
+    cfg, out_dir, last = run.cfg, run.out_dir, state.history[-1].epoch
     paths = [
         out_dir / "epochs" / f"epoch{e}.pt"
         for e in range(last - cfg.train.average_last + 1, last + 1)
@@ -465,8 +488,11 @@ def _average_last(run: Run, valid_utts: list[Utterance], history: list[EpochReco
     data = cfg.data
     common = (data.batch_seconds, data.max_batch_size, 0)  # all of the set, in this process
     valid = make_loader(valid_utts, run.tokenizer, cfg.features.sample_rate, *common, False)
-    result = evaluate(run.model, run.features, run.tokenizer, valid, run.device)
-    best_wer = min(h.valid_wer for h in history)
+    result = evaluate(
+        run.model, run.features, run.tokenizer, valid, run.device, also_decoder=run.valid_decoder
+    )
+    chosen_by = result.score if result.also is None else result.also  # as the epochs were
+    best_wer = state.best_wer
     info = {
         "epoch": last,
         "averaged_epochs": len(paths),
@@ -476,12 +502,22 @@ def _average_last(run: Run, valid_utts: list[Utterance], history: list[EpochReco
         "valid_manifest": data.valid,
         "seed": cfg.train.seed,
     }
+    decoded = ""
+    if result.also is not None:
+        info |= {
+            "valid_decoder_wer": result.also.wer,
+            "valid_decoder_cer": result.also.cer,
+            "valid_decoder": cfg.train.valid_decoder,
+        }
+        decoded = f"; with {cfg.train.valid_decoder}: {result.also.summary()}"
     record = model_record(
         asdict(cfg.features), asdict(cfg.model), run.tokenizer.to_list(), averaged, info
     )
     atomic_save(record, out_dir / "averaged.pt")
-    log.info(f"average of epochs {last - len(paths) + 1}-{last}: valid {result.score.summary()}")
-    if result.score.wer <= best_wer:
+    log.info(
+        f"average of epochs {last - len(paths) + 1}-{last}: valid {result.score.summary()}{decoded}"
+    )
+    if chosen_by.wer <= best_wer:
         atomic_save(record, out_dir / "best.pt")
         log.info(
             f"the average is no worse than the best epoch ({100 * best_wer:.2f}%): best.pt is the average"

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,14 @@ class EpochRecord:
     lr: float  # at the epoch's end
     train_seconds: float
     audio_seconds_per_second: float  # training speed, all ranks together
+    # WER and CER under train.valid_decoder (None without one): what chooses best.pt then
+    valid_decoder_wer: float | None = None
+    valid_decoder_cer: float | None = None
+
+    @property
+    def selection_wer(self) -> float:
+        """The WER that chooses ``best.pt``: train.valid_decoder's where it ran, else greedy's."""
+        return self.valid_wer if self.valid_decoder_wer is None else self.valid_decoder_wer
 
 
 @dataclass
@@ -97,6 +106,8 @@ class Run:
     # the moving average of the weights (train.ema_decay), None when off; its ``module`` is a
     # model like ``model``
     ema: AveragedModel | None = None
+    # train.valid_decoder's decoder (a beam search with its LM), None when greedy chooses
+    valid_decoder: Callable[[torch.Tensor, torch.Tensor], list] | None = None
 
     @property
     def scored_model(self) -> AcousticModel:
@@ -139,10 +150,14 @@ def save(run: Run, state: TrainState, loader: DataLoader, improved: bool = False
     if inside:
         info["steps_into_next_epoch"] = state.progress.steps
     elif state.history:
-        scores = {
-            "valid_wer": state.history[-1].valid_wer,
-            "valid_cer": state.history[-1].valid_cer,
-        }
+        last = state.history[-1]
+        scores = {"valid_wer": last.valid_wer, "valid_cer": last.valid_cer}
+        if last.valid_decoder_wer is not None:
+            scores |= {
+                "valid_decoder_wer": last.valid_decoder_wer,
+                "valid_decoder_cer": last.valid_decoder_cer,
+            }
+            info["valid_decoder"] = cfg.train.valid_decoder
     # last.pt's own weights are the trained ones: the average's scores are named as such there
     info.update({f"ema_{k}": v for k, v in scores.items()} if run.ema is not None else scores)
     info.update(train_manifest=cfg.data.train, valid_manifest=cfg.data.valid, seed=cfg.train.seed)
@@ -236,6 +251,14 @@ def restore(run: Run, loader: DataLoader, path: Path) -> TrainState:
     run.scaler.load_state_dict(saved["scaler"])
     history = [EpochRecord(**record) for record in saved["history"]]
     state = TrainState(saved["epoch"], history, saved["best_wer"])
+    before, now = written.get("valid_decoder", ""), run.cfg.train.valid_decoder
+    if before != now:  # best.pt's WER and the coming epochs' are not the same measure
+        state.best_wer = math.inf
+        log.warning(
+            f"{path}: written with train.valid_decoder={before or '(greedy)'}, resumed with "
+            f"{now or '(greedy)'}: the next epoch's weights replace best.pt, and from there on "
+            "the new decoding chooses"
+        )
     spe = run.steps_per_epoch
     moved = saved.get("steps_per_epoch", spe) != spe  # another number of ranks or accumulation
     inside = saved.get("progress_per_rank")  # written inside an epoch: each rank's place

@@ -540,3 +540,104 @@ class _Records(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+
+def _scripted_decoder(monkeypatch, utterances: int, texts: list[str]) -> None:
+    """``train.valid_decoder`` made a decoder that answers every utterance of validation pass
+    ``k`` (each pass is ``utterances`` long) with ``texts[k]``: WERs chosen by the test."""
+    import asr.train as train_module
+    from asr.decode import Hypothesis
+
+    seen = [0]
+
+    def make(path, tokenizer):
+        if not path:  # greedy chooses
+            return None
+        assert path == "scripted.yaml"
+
+        def decode(log_probs, lens):
+            text = texts[seen[0] // utterances]
+            seen[0] += log_probs.shape[0]
+            return [Hypothesis(text, [], []) for _ in range(log_probs.shape[0])]
+
+        return decode
+
+    monkeypatch.setattr(train_module, "make_valid_decoder", make)
+
+
+def test_a_valid_decoder_chooses_best_pt_and_the_average(tmp_path, example_manifest, monkeypatch):
+    """With ``train.valid_decoder``, best.pt is the epoch its WER ranks first, whatever greedy
+    says, and the average of the last epochs is compared by it too."""
+    import json
+
+    n = len(example_manifest.read_text().splitlines())  # ten digits, "zero" .. "nine"
+    # epoch 1 all deleted (WER 1.0), epochs 2-3 "zero" each (0.9), the average deleted again
+    _scripted_decoder(monkeypatch, n, ["", "zero", "zero", ""])
+    over = {"train.epochs": 3, "train.valid_decoder": "scripted.yaml", "train.average_last": 2}
+    train(_cfg(example_manifest, **over), tmp_path, progress=False)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["valid_decoder_wer"] for h in history] == pytest.approx([1.0, 0.9, 0.9])
+    best = torch.load(tmp_path / "best.pt", weights_only=True)["info"]
+    assert best["epoch"] == 2 and "averaged_epochs" not in best  # the first of the two 0.9s
+    assert best["valid_decoder_wer"] == pytest.approx(0.9)
+    assert best["valid_decoder"] == "scripted.yaml"
+    assert best["valid_wer"] == history[1]["valid_wer"]  # greedy's, of the same epoch
+    averaged = torch.load(tmp_path / "averaged.pt", weights_only=True)["info"]
+    assert averaged["valid_decoder_wer"] == pytest.approx(1.0)  # worse: best.pt stays epoch 2
+    log_text = (tmp_path / "train.log").read_text()
+    assert "epoch 2:" in log_text and "with scripted.yaml: WER 90.00%" in log_text
+
+    # resumed with greedy choosing again: said, and the next epoch replaces best.pt
+    train(_cfg(example_manifest, **{"train.epochs": 4}), tmp_path, progress=False)
+    log_text = (tmp_path / "train.log").read_text()
+    assert "written with train.valid_decoder=scripted.yaml, resumed with (greedy)" in log_text
+    best = torch.load(tmp_path / "best.pt", weights_only=True)["info"]
+    assert best["epoch"] == 4 and "valid_decoder_wer" not in best
+
+
+def test_a_valid_decoder_scores_what_evaluate_gives(tmp_path, example_manifest, example_records):
+    """A real beam search with an LM as ``train.valid_decoder``: the WER training records is the
+    one ``evaluate`` gives the saved weights with that decoder; a missing config stops the run
+    before it trains, named."""
+    import json
+
+    from asr.config import ConfigError, load_decoder_config
+    from asr.data import make_loader
+    from asr.decode import BeamDecoder
+    from asr.evaluate import evaluate, scoring_utterances
+    from asr.lm import build_arpa
+
+    lm = tmp_path / "lm" / "digits.arpa"
+    lm.parent.mkdir()
+    lm.write_text(build_arpa([r["text"].split() for r in example_records], order=2))
+    decoder_yaml = tmp_path / "decoder.yaml"
+    decoder_yaml.write_text(
+        "decoder:\n  kind: beam\n  beam_size: 8\n  lm: lm/digits.arpa\n  lm_weight: 1.0\n  word_score: 3.0\n"
+    )
+    over = {"train.epochs": 2, "train.valid_decoder": decoder_yaml, "train.precision": "fp32"}
+    train(_cfg(example_manifest, **over), tmp_path / "run", progress=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert all(h["valid_decoder_wer"] is not None for h in history)
+    assert "validation also decodes with" in (tmp_path / "run" / "train.log").read_text()
+    assert history[-1]["valid_decoder_wer"] < 1.0  # the beam search put words out: not vacuous
+
+    rec = load_model(tmp_path / "run" / "last.pt")
+    loader = make_loader(
+        scoring_utterances(str(example_manifest), rec.tokenizer),
+        rec.tokenizer,
+        rec.sample_rate,
+        30.0,
+        64,
+        0,
+        shuffle=False,
+    )
+    beam = BeamDecoder(rec.tokenizer, load_decoder_config(decoder_yaml))
+    result = evaluate(
+        rec.model, rec.features, rec.tokenizer, loader, torch.device("cpu"), decoder=beam
+    )
+    assert result.score.wer == pytest.approx(history[-1]["valid_decoder_wer"])
+
+    missing = {"train.valid_decoder": tmp_path / "none.yaml"}
+    with pytest.raises(ConfigError, match=r"none\.yaml: decoder config not found"):
+        train(_cfg(example_manifest, **missing), tmp_path / "missing", progress=False)
+    assert not (tmp_path / "missing" / "last.pt").exists()
