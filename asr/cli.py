@@ -176,7 +176,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if record and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 speaks
         decoded = ""
         if record.valid_decoder_wer is not None:
-            decoded = f", with {cfg.train.valid_decoder} {100 * record.valid_decoder_wer:.2f}%"
+            decoded = f", with {cfg.train.valid_decoder} WER {100 * record.valid_decoder_wer:.2f}%"
         print(
             f"epoch {record.epoch}: valid WER {100 * record.valid_wer:.2f}% "
             f"CER {100 * record.valid_cer:.2f}%{decoded}; best model: {args.out / 'best.pt'}"

@@ -35,8 +35,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from asr.augment import Augment
-from asr.checkpoint import atomic_save, average_weights, model_record
-from asr.config import Config, load_decoder_config, save_config
+from asr.checkpoint import atomic_save, average_weights, model_record, read_model_file
+from asr.config import Config, ConfigError, load_decoder_config, save_config
 from asr.data import (
     Batch,
     BucketBatchSampler,
@@ -45,10 +45,11 @@ from asr.data import (
     make_loader,
     normalized_utterances,
 )
-from asr.decode import BeamDecoder, GreedyDecoder, build_decoder
+from asr.decode import BeamDecoder, DecoderError, GreedyDecoder, build_decoder
 from asr.distributed import Distributed, init_distributed
 from asr.evaluate import EvalResult, evaluate
 from asr.features import FeatureExtractor
+from asr.metrics import Score
 from asr.model import AcousticModel, count_parameters, ctc_loss, frame_entropy
 from asr.precision import resolve_precision
 from asr.text import SPACE, Tokenizer
@@ -242,22 +243,32 @@ def build(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     parts = (tokenizer, features, model, net, augment, precision, optimizer, scheduler, scaler)
     run = Run(cfg, out_dir, ddp, device, *parts, steps_per_epoch, progress, ema)
-    run.valid_decoder = make_valid_decoder(cfg.train.valid_decoder, tokenizer)
+    run.valid_decoder, run.valid_measure = make_valid_decoder(cfg.train.valid_decoder, tokenizer)
     return run, loaders
 
 
-def make_valid_decoder(path: str, tokenizer: Tokenizer) -> GreedyDecoder | BeamDecoder | None:
-    """``train.valid_decoder``'s decoder, made before training starts, so that a missing LM or a
-    bad config stops the run at once (named) rather than after its first epoch; None if unset."""
+def make_valid_decoder(
+    path: str, tokenizer: Tokenizer
+) -> tuple[GreedyDecoder | BeamDecoder | None, dict | None]:
+    """``train.valid_decoder``'s decoder and what identifies its decoding (the config's values,
+    LM and lexicon as absolute paths: a resume compares them, not the file's name), made before
+    training starts, so that a missing LM or a bad config stops the run at once (named) rather
+    than after its first epoch; ``(None, None)`` if unset (greedy chooses)."""
     if not path:
-        return None
-    dcfg = load_decoder_config(path)
-    decoder = build_decoder(tokenizer, dcfg)
+        return None, None
+    try:
+        dcfg = load_decoder_config(path)
+        decoder = build_decoder(tokenizer, dcfg)
+    except (ConfigError, DecoderError) as exc:
+        raise type(exc)(f"train.valid_decoder: {exc}") from None
+    measure = asdict(dcfg)
+    for key in ("lm", "lexicon"):
+        measure[key] = str(Path(measure[key]).resolve()) if measure[key] else ""
     what = f"{dcfg.kind} search" + (
         f", LM {dcfg.lm} at weight {dcfg.lm_weight:g}" if dcfg.lm else ""
     )
     log.info(f"validation also decodes with {path} ({what}): its WER chooses best.pt")
-    return decoder
+    return decoder, measure
 
 
 def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
@@ -470,6 +481,11 @@ def _end_epoch(run: Run, loaders: Loaders, state: TrainState) -> EpochRecord:
     return record
 
 
+def _selection(result: EvalResult) -> Score:
+    """The score that chooses best.pt: train.valid_decoder's when it ran, else greedy's."""
+    return result.score if result.also is None else result.also
+
+
 def _average_last(run: Run, valid_utts: list[Utterance], state: TrainState) -> None:
     """Average the last epochs' weights into ``averaged.pt``; it becomes ``best.pt`` if no worse.
 
@@ -491,8 +507,23 @@ def _average_last(run: Run, valid_utts: list[Utterance], state: TrainState) -> N
     result = evaluate(
         run.model, run.features, run.tokenizer, valid, run.device, also_decoder=run.valid_decoder
     )
-    chosen_by = result.score if result.also is None else result.also  # as the epochs were
+    chosen_by = _selection(result)  # as the epochs were
     best_wer = state.best_wer
+    if math.isinf(best_wer) and (out_dir / "best.pt").exists():
+        # a finished run resumed with another train.valid_decoder: no epoch was scored this
+        # way, so best.pt is, before the average may replace it
+        run.model.load_state_dict(read_model_file(out_dir / "best.pt")["state_dict"])
+        best_wer = _selection(
+            evaluate(
+                run.model,
+                run.features,
+                run.tokenizer,
+                valid,
+                run.device,
+                also_decoder=run.valid_decoder,
+            )
+        ).wer
+        run.model.load_state_dict(averaged)
     info = {
         "epoch": last,
         "averaged_epochs": len(paths),
@@ -517,8 +548,10 @@ def _average_last(run: Run, valid_utts: list[Utterance], state: TrainState) -> N
     log.info(
         f"average of epochs {last - len(paths) + 1}-{last}: valid {result.score.summary()}{decoded}"
     )
+    how = cfg.train.valid_decoder or "greedy"
     if chosen_by.wer <= best_wer:
         atomic_save(record, out_dir / "best.pt")
         log.info(
-            f"the average is no worse than the best epoch ({100 * best_wer:.2f}%): best.pt is the average"
+            f"the average is no worse than best.pt ({100 * best_wer:.2f}%, {how}): "
+            "best.pt is the average"
         )

@@ -106,8 +106,10 @@ class Run:
     # the moving average of the weights (train.ema_decay), None when off; its ``module`` is a
     # model like ``model``
     ema: AveragedModel | None = None
-    # train.valid_decoder's decoder (a beam search with its LM), None when greedy chooses
+    # train.valid_decoder's decoder (a beam search with its LM), None when greedy chooses, and
+    # what identifies its decoding (saved in last.pt: a resume that decodes otherwise is said)
     valid_decoder: Callable[[torch.Tensor, torch.Tensor], list] | None = None
+    valid_measure: dict | None = None
 
     @property
     def scored_model(self) -> AcousticModel:
@@ -191,6 +193,7 @@ def _train_state(run: Run, state: TrainState, loader: DataLoader) -> dict:
         "rng_per_rank": [rng for rng, _ in per_rank],
         "steps_per_epoch": run.steps_per_epoch,
         "loader_generator": loader.generator.get_state(),
+        "valid_measure": run.valid_measure,
     }
     if run.ema is not None:
         saved["ema"] = run.ema.state_dict()
@@ -252,12 +255,16 @@ def restore(run: Run, loader: DataLoader, path: Path) -> TrainState:
     history = [EpochRecord(**record) for record in saved["history"]]
     state = TrainState(saved["epoch"], history, saved["best_wer"])
     before, now = written.get("valid_decoder", ""), run.cfg.train.valid_decoder
-    if before != now:  # best.pt's WER and the coming epochs' are not the same measure
+    # files written before valid_measure was saved name their decoder config only
+    changed = (
+        saved["valid_measure"] != run.valid_measure if "valid_measure" in saved else before != now
+    )
+    if changed:  # best.pt's WER is another measure than the coming epochs'
         state.best_wer = math.inf
         log.warning(
             f"{path}: written with train.valid_decoder={before or '(greedy)'}, resumed with "
-            f"{now or '(greedy)'}: the next epoch's weights replace best.pt, and from there on "
-            "the new decoding chooses"
+            f"{now or '(greedy)'} (another decoding): the next epoch's weights replace best.pt, "
+            "and from there on the new decoding chooses"
         )
     spe = run.steps_per_epoch
     moved = saved.get("steps_per_epoch", spe) != spe  # another number of ranks or accumulation

@@ -460,14 +460,24 @@ def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path, example_ma
     import subprocess
     import sys
 
+    from asr.lm import build_arpa
+
     start = tmp_path / "start"  # weights unlike any seed's initial ones
     train(_cfg(example_manifest, **{"train.epochs": 1, "train.seed": 99}), start, progress=False)
+    # validation also beam-decodes (train.valid_decoder): each rank decodes its share
+    texts = [json.loads(line)["text"].split() for line in example_manifest.read_text().splitlines()]
+    (tmp_path / "digits.arpa").write_text(build_arpa(texts, order=2))
+    decoder_yaml = tmp_path / "decoder.yaml"
+    decoder_yaml.write_text(
+        "decoder:\n  kind: beam\n  beam_size: 8\n  lm: digits.arpa\n  word_score: 3\n"
+    )
     same = {
         "data.max_batch_size": 1,
         "augment.spec_augment": False,
         "train.epochs": 1,
         "train.init_from": start / "last.pt",
         "train.ema_decay": 0.8,
+        "train.valid_decoder": decoder_yaml,
     }
     one = tmp_path / "one"
     train(_cfg(example_manifest, **same, **{"train.accumulate_grad": 2}), one, progress=False)
@@ -500,6 +510,7 @@ def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path, example_ma
     assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
     assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=1e-4)
     assert b["valid_wer"] == a["valid_wer"]  # sharded validation, gathered: the same set
+    assert b["valid_decoder_wer"] == a["valid_decoder_wer"] is not None
     log = (two / "train.log").read_text()
     assert "2 rank(s) x 5 batches per epoch" in log
     wa = load_model(one / "last.pt").model.state_dict()
@@ -517,6 +528,7 @@ def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path, example_ma
     more = {**same, "train.epochs": 2, "train.accumulate_grad": 2}
     train(_cfg(example_manifest, **more), tmp_path / "one2", progress=False)
     train(_cfg(example_manifest, **more), two, progress=False)
+    assert "another decoding" not in (two / "train.log").read_text()  # the same decoder, resumed
     wa = load_model(tmp_path / "one2" / "last.pt").model.state_dict()
     wb = load_model(two / "last.pt").model.state_dict()
     for k in wa:
@@ -542,57 +554,83 @@ class _Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _scripted_decoder(monkeypatch, utterances: int, texts: list[str]) -> None:
-    """``train.valid_decoder`` made a decoder that answers every utterance of validation pass
-    ``k`` (each pass is ``utterances`` long) with ``texts[k]``: WERs chosen by the test."""
+def _scripted_decoder(monkeypatch, texts: list[str]) -> None:
+    """``train.valid_decoder`` made a decoder that answers every utterance of the ``k``-th
+    validation (each call of ``evaluate`` from the training loop) with ``texts[k]``: WERs
+    chosen by the test, whatever the tiny model puts out."""
     import asr.train as train_module
     from asr.decode import Hypothesis
 
-    seen = [0]
+    calls = [-1]
+    real_evaluate = train_module.evaluate
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return real_evaluate(*args, **kwargs)
 
     def make(path, tokenizer):
         if not path:  # greedy chooses
-            return None
-        assert path == "scripted.yaml"
+            return None, None
 
         def decode(log_probs, lens):
-            text = texts[seen[0] // utterances]
-            seen[0] += log_probs.shape[0]
-            return [Hypothesis(text, [], []) for _ in range(log_probs.shape[0])]
+            return [Hypothesis(texts[calls[0]]) for _ in range(log_probs.shape[0])]
 
-        return decode
+        return decode, {"scripted": str(path)}
 
+    monkeypatch.setattr(train_module, "evaluate", counted)
     monkeypatch.setattr(train_module, "make_valid_decoder", make)
 
 
 def test_a_valid_decoder_chooses_best_pt_and_the_average(tmp_path, example_manifest, monkeypatch):
     """With ``train.valid_decoder``, best.pt is the epoch its WER ranks first, whatever greedy
-    says, and the average of the last epochs is compared by it too."""
+    says (the tiny model's greedy WER is 100% throughout), and the average of the last epochs
+    is compared by it too: replaced when no worse, kept when worse."""
     import json
 
-    n = len(example_manifest.read_text().splitlines())  # ten digits, "zero" .. "nine"
-    # epoch 1 all deleted (WER 1.0), epochs 2-3 "zero" each (0.9), the average deleted again
-    _scripted_decoder(monkeypatch, n, ["", "zero", "zero", ""])
+    def info(path):
+        return torch.load(path, weights_only=True)["info"]
+
+    # the ten digits "zero" .. "nine": "" is WER 1.0 (all deleted), "zero" each 0.9
+    _scripted_decoder(monkeypatch, ["", "zero", "zero", ""])  # epochs 1-3, then the average
     over = {"train.epochs": 3, "train.valid_decoder": "scripted.yaml", "train.average_last": 2}
-    train(_cfg(example_manifest, **over), tmp_path, progress=False)
-    history = json.loads((tmp_path / "history.json").read_text())
+    train(_cfg(example_manifest, **over), tmp_path / "a", progress=False)
+    history = json.loads((tmp_path / "a" / "history.json").read_text())
     assert [h["valid_decoder_wer"] for h in history] == pytest.approx([1.0, 0.9, 0.9])
-    best = torch.load(tmp_path / "best.pt", weights_only=True)["info"]
+    best = info(tmp_path / "a" / "best.pt")
     assert best["epoch"] == 2 and "averaged_epochs" not in best  # the first of the two 0.9s
     assert best["valid_decoder_wer"] == pytest.approx(0.9)
     assert best["valid_decoder"] == "scripted.yaml"
     assert best["valid_wer"] == history[1]["valid_wer"]  # greedy's, of the same epoch
-    averaged = torch.load(tmp_path / "averaged.pt", weights_only=True)["info"]
-    assert averaged["valid_decoder_wer"] == pytest.approx(1.0)  # worse: best.pt stays epoch 2
-    log_text = (tmp_path / "train.log").read_text()
+    assert info(tmp_path / "a" / "averaged.pt")["valid_decoder_wer"] == pytest.approx(1.0)
+    log_text = (tmp_path / "a" / "train.log").read_text()
     assert "epoch 2:" in log_text and "with scripted.yaml: WER 90.00%" in log_text
 
     # resumed with greedy choosing again: said, and the next epoch replaces best.pt
-    train(_cfg(example_manifest, **{"train.epochs": 4}), tmp_path, progress=False)
-    log_text = (tmp_path / "train.log").read_text()
+    train(_cfg(example_manifest, **{"train.epochs": 4}), tmp_path / "a", progress=False)
+    log_text = (tmp_path / "a" / "train.log").read_text()
     assert "written with train.valid_decoder=scripted.yaml, resumed with (greedy)" in log_text
-    best = torch.load(tmp_path / "best.pt", weights_only=True)["info"]
+    best = info(tmp_path / "a" / "best.pt")
     assert best["epoch"] == 4 and "valid_decoder_wer" not in best
+
+    # an average as good as the best epoch by the decoder replaces it (greedy: 1.0 > 0.9)
+    _scripted_decoder(monkeypatch, ["", "zero", "zero", "zero"])
+    train(_cfg(example_manifest, **over), tmp_path / "b", progress=False)
+    best = info(tmp_path / "b" / "best.pt")
+    assert best["averaged_epochs"] == 2 and best["valid_decoder_wer"] == pytest.approx(0.9)
+
+    # a finished greedy run resumed with a decoder, nothing left to train: best.pt is scored
+    # that way (0.9) before the average (1.0) may replace it, and stays
+    greedy = {"train.epochs": 2, "train.average_last": 2}
+    train(_cfg(example_manifest, **greedy), tmp_path / "c", progress=False)
+    before = info(tmp_path / "c" / "best.pt")
+    _scripted_decoder(monkeypatch, ["", "zero"])  # the average, then best.pt
+    train(
+        _cfg(example_manifest, **greedy, **{"train.valid_decoder": "scripted.yaml"}),
+        tmp_path / "c",
+        progress=False,
+    )
+    assert info(tmp_path / "c" / "best.pt") == before
+    assert info(tmp_path / "c" / "averaged.pt")["valid_decoder_wer"] == pytest.approx(1.0)
 
 
 def test_a_valid_decoder_scores_what_evaluate_gives(tmp_path, example_manifest, example_records):
