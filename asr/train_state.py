@@ -254,13 +254,10 @@ def restore(run: Run, loader: DataLoader, path: Path) -> TrainState:
     run.scaler.load_state_dict(saved["scaler"])
     history = [EpochRecord(**record) for record in saved["history"]]
     state = TrainState(saved["epoch"], history, saved["best_wer"])
-    before, now = written.get("valid_decoder", ""), run.cfg.train.valid_decoder
-    # files written before valid_measure was saved name their decoder config only
-    changed = (
-        saved["valid_measure"] != run.valid_measure if "valid_measure" in saved else before != now
-    )
-    if changed:  # best.pt's WER is another measure than the coming epochs'
+    # a file from before train.valid_decoder has no valid_measure: greedy chose (None)
+    if saved.get("valid_measure") != run.valid_measure:  # best.pt's WER is another measure
         state.best_wer = math.inf
+        before, now = written.get("valid_decoder", ""), run.cfg.train.valid_decoder
         log.warning(
             f"{path}: written with train.valid_decoder={before or '(greedy)'}, resumed with "
             f"{now or '(greedy)'} (another decoding): the next epoch's weights replace best.pt, "
