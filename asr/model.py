@@ -302,3 +302,62 @@ def widen_state_dict(
             out[p + "bias_hh_l0"] = state[p + "bias_hh_l0"][rows]
     out["output.weight"] = split_inputs(state["output.weight"])  # (V, D*H')
     return out
+
+
+def deepen_state_dict(
+    state: dict[str, torch.Tensor],
+    cfg: ModelConfig,
+    old_layers: int,
+    gain: float = 0.25,
+    gate_bias: float = 4.0,
+) -> dict[str, torch.Tensor]:
+    """A state dict of an :class:`AcousticModel` with ``old_layers`` recurrent layers, deepened to
+    ``cfg.num_layers`` by new layers on top that start out passing their input through (the
+    recurrent counterpart of Net2DeeperNet, Chen et al. 2016).
+
+    A recurrent layer cannot be an identity exactly: each new direction's cell reads its own
+    direction's half of the layer below (the forward cell the forward units, the backward cell the
+    backward ones) through ``gain * I`` into its candidate, with no recurrence, and its gates are
+    held open or shut by their biases (LSTM: input and output gates open, forget gate shut; GRU:
+    update gate shut). A unit's output is then about ``s * tanh(gain * x)`` for its input ``x``
+    (``s`` the open gates' product), near ``s * gain * x`` for a recurrent layer's outputs in
+    (-1, 1): the output layer's weights are divided by ``s * gain`` for each new layer. With ``gain`` 0.25 the
+    deepened model's outputs are within about 4% of the shallower one's at the extremes of
+    ``tanh``; training takes it from there (the gradients of every new weight are nonzero).
+
+    Args:
+        state: the shallower model's state dict (float tensors).
+        cfg: the deeper model's shape; only ``num_layers`` may differ from the shallower one's.
+        old_layers: the shallower model's ``num_layers`` (L); ``cfg.num_layers`` (L') >= L.
+        gain: the new layers' input gain (smaller: closer to an identity, smaller outputs).
+        gate_bias: how far the new gates' biases hold them open or shut.
+    """
+    if cfg.num_layers < old_layers:
+        raise ValueError(f"cannot deepen {old_layers} layers to fewer ({cfg.num_layers})")
+    hidden, gates = cfg.hidden_size, GATES[cfg.rnn_type]
+    dirs = ("fwd", "bwd") if cfg.bidirectional else ("fwd",)
+    size = hidden * len(dirs)  # a recurrent layer's output size, and the new layers' input
+    open_ = torch.sigmoid(torch.tensor(gate_bias)).item()
+    # which block of rows is the candidate, and each gate's bias (+: open, -: shut), by cell
+    candidate, biases, scale = {
+        "lstm": (2, {0: gate_bias, 1: -gate_bias, 3: gate_bias}, open_**2),  # i, f, g, o
+        "gru": (2, {1: -gate_bias}, open_),  # r, z, n: z shut keeps the candidate
+        "rnn": (0, {}, 1.0),
+    }[cfg.rnn_type]
+    out = dict(state)
+    for layer in range(old_layers, cfg.num_layers):
+        for d, name in enumerate(dirs):
+            p = f"rnns.{layer}.{name}."
+            w_ih = torch.zeros(gates * hidden, size)
+            rows = slice(candidate * hidden, (candidate + 1) * hidden)
+            w_ih[rows, d * hidden : (d + 1) * hidden] = gain * torch.eye(hidden)
+            bias = torch.zeros(gates, hidden)
+            for gate, value in biases.items():
+                bias[gate] = value
+            out[p + "weight_ih_l0"] = w_ih
+            out[p + "weight_hh_l0"] = torch.zeros(gates * hidden, hidden)
+            out[p + "bias_ih_l0"] = bias.reshape(-1)
+            out[p + "bias_hh_l0"] = torch.zeros(gates * hidden)
+    # each new layer scales what passes through it by about scale * gain
+    out["output.weight"] = state["output.weight"] / (scale * gain) ** (cfg.num_layers - old_layers)
+    return out

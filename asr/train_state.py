@@ -18,7 +18,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ from asr.checkpoint import ModelFileError, SaveError, atomic_save, model_record,
 from asr.config import Config, config_to_dict
 from asr.distributed import Distributed, all_gather
 from asr.features import FeatureExtractor
-from asr.model import AcousticModel, widen_state_dict
+from asr.model import AcousticModel, deepen_state_dict, widen_state_dict
 from asr.plot import plot_history
 from asr.precision import PrecisionChoice
 from asr.text import Tokenizer
@@ -318,8 +318,10 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
     """Load the weights of the model file ``path`` into ``model`` (to fine-tune it).
 
     A model file of the same shape but fewer units per layer (``model.hidden_size``) is widened
-    into ``model`` by :func:`asr.model.widen_state_dict`: the wider model starts out computing
-    what the narrower one did, and its new units train from there.
+    into ``model`` by :func:`asr.model.widen_state_dict`, one with fewer recurrent layers
+    (``model.num_layers``) deepened by :func:`asr.model.deepen_state_dict` (new layers on top,
+    passing their input through): the larger model starts out computing what the smaller one did
+    (exactly when widened, to a few percent when deepened), and its new weights train from there.
 
     Raises:
         ModelFileError: the file is not a model file, or its features, model shape or
@@ -328,12 +330,15 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
     record = read_model_file(path)
     wanted = {"features": asdict(cfg.features), "model": asdict(cfg.model)}
     theirs_hidden = record["model"].get("hidden_size", cfg.model.hidden_size)
+    theirs_layers = record["model"].get("num_layers", cfg.model.num_layers)
     widen = theirs_hidden < cfg.model.hidden_size
+    deepen = theirs_layers < cfg.model.num_layers
     for section, mine in wanted.items():
         theirs = record[section]
         # dropout does not change what the weights mean: fine-tuning may set its own; a narrower
-        # model is widened into this one (below)
-        free = {"dropout", "hidden_size"} if widen else {"dropout"}
+        # or shallower model is widened or deepened into this one (below)
+        free = {"dropout"} | ({"hidden_size"} if widen else set())
+        free |= {"num_layers"} if deepen else set()
         differ = sorted(k for k in mine if k not in free and k in theirs and theirs[k] != mine[k])
         if differ:
             shown = ", ".join(
@@ -345,10 +350,17 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
     state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
     if widen:
         generator = torch.Generator().manual_seed(cfg.train.seed)
-        state = widen_state_dict(state, cfg.model, theirs_hidden, generator)
+        shallow = replace(cfg.model, num_layers=theirs_layers)
+        state = widen_state_dict(state, shallow, theirs_hidden, generator)
         log.info(
             f"{path}: {theirs_hidden} units per layer and direction widened to "
             f"{cfg.model.hidden_size} (each new unit a copy of an old one: the same outputs)"
+        )
+    if deepen:
+        state = deepen_state_dict(state, cfg.model, theirs_layers)
+        log.info(
+            f"{path}: {theirs_layers} recurrent layers deepened to {cfg.model.num_layers} (the "
+            "new layers on top pass their input through: about the same outputs)"
         )
     try:
         model.load_state_dict(state)

@@ -131,6 +131,60 @@ def test_widening_keeps_the_function(cfg, wider):
         )
 
 
+@pytest.mark.parametrize(
+    "cfg,deeper",
+    [
+        (ModelConfig(hidden_size=8, num_layers=1), 3),  # lstm, two layers added
+        (ModelConfig(hidden_size=8, num_layers=2, rnn_type="gru"), 3),
+        (ModelConfig(hidden_size=8, num_layers=1, rnn_type="rnn", bidirectional=False), 2),
+        (ModelConfig(hidden_size=8, num_layers=2, subsample="conv", conv_channels=4), 3),
+    ],
+    ids=["lstm+2", "gru", "rnn-uni", "lstm-conv"],
+)
+def test_deepening_keeps_the_function(cfg, deeper):
+    """Net2DeeperNet for recurrent layers: new layers on top pass their input through, so the
+    deepened model's outputs stay within a few percent of the shallower one's (padding and all),
+    and every new weight gets a gradient (none is stuck at its start)."""
+    from dataclasses import replace
+
+    from asr.model import deepen_state_dict
+
+    torch.manual_seed(0)
+    shallow = AcousticModel(cfg, num_features=20, vocab_size=7).eval()
+    deep_cfg = replace(cfg, num_layers=deeper)
+    deep = AcousticModel(deep_cfg, num_features=20, vocab_size=7).eval()
+    deep.load_state_dict(deepen_state_dict(shallow.state_dict(), deep_cfg, cfg.num_layers))
+    lens = torch.tensor([40, 23])
+    feats = torch.randn(2, 40, 20) * (torch.arange(40)[None, :, None] < lens[:, None, None])
+    want, want_lens = shallow(feats, lens)
+    got, got_lens = deep(feats, lens)
+    assert torch.equal(got_lens, want_lens)
+    for b in range(2):
+        n = int(want_lens[b])
+        p, q = want[b, :n].exp(), got[b, :n].exp()  # (T', V) posteriors
+        assert (p - q).abs().max() < 0.01, (b, (p - q).abs().max())
+        # the same greedy output wherever the shallower model's choice is not a near-tie
+        top2 = p.topk(2, -1).values  # (T', 2)
+        clear = top2[:, 0] - top2[:, 1] > 0.04
+        assert torch.equal(p.argmax(-1)[clear], q.argmax(-1)[clear])
+    # a new layer not set up to pass its input through (random, as AcousticModel starts one)
+    # changes the outputs far more: the test above has teeth
+    fresh = AcousticModel(deep_cfg, num_features=20, vocab_size=7).eval()
+    fresh.load_state_dict(shallow.state_dict(), strict=False)
+    off = (got.exp() - want.exp()).abs().max()
+    assert (fresh(feats, lens)[0].exp() - want.exp()).abs().max() > 5 * off
+    # the old layers' weights are the shallower model's own
+    for name, value in shallow.state_dict().items():
+        if name != "output.weight":
+            assert torch.equal(deep.state_dict()[name], value), name
+    got.sum().backward()
+    for name, param in deep.named_parameters():
+        if name.startswith(f"rnns.{deeper - 1}."):
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+    with pytest.raises(ValueError, match="fewer"):
+        deepen_state_dict(deep.state_dict(), cfg, deeper)
+
+
 def test_frame_entropy_by_hand_and_blind_to_padding():
     """Uniform frames carry log V nats, certain ones none; each utterance is the mean over its own
     frames, and frames past out_lens (or a -inf log-probability) do not make it wrong."""

@@ -116,9 +116,6 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, example_manifest):
     narrower = _cfg(example_manifest, **{"train.init_from": base, "model.hidden_size": 24})
     with pytest.raises(ModelFileError, match=r"last\.pt: cannot initialise.*model\.hidden_size"):
         train(narrower, tmp_path / "narrower", progress=False)
-    deeper = _cfg(example_manifest, **{"train.init_from": base, "model.num_layers": 2})
-    with pytest.raises(ModelFileError, match=r"last\.pt: cannot initialise.*model\.num_layers"):
-        train(deeper, tmp_path / "deeper", progress=False)
 
     # a wider model starts from the narrower one's function (its units copied), then trains on
     wider = _cfg(
@@ -141,6 +138,24 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, example_manifest):
     lp_n, _ = narrow.log_probs(wave, torch.tensor([16_000]))
     lp_w, _ = wide.log_probs(wave, torch.tensor([16_000]))
     assert torch.allclose(lp_n, lp_w, atol=0.05)
+
+    # a deeper model starts from the shallower one's function (new layers on top pass their
+    # input through), then trains on; a shallower one cannot start from it
+    over = {"train.epochs": 1, "train.lr": 0.0, "train.init_from": base, "train.seed": 9}
+    train(
+        _cfg(example_manifest, **over, **{"model.num_layers": 2}),
+        tmp_path / "deeper",
+        progress=False,
+    )
+    log = (tmp_path / "deeper" / "train.log").read_text()
+    assert "1 recurrent layers deepened to 2" in log
+    deep = load_model(tmp_path / "deeper" / "last.pt")
+    assert len(deep.model.rnns) == 2
+    lp_d, _ = deep.log_probs(wave, torch.tensor([16_000]))
+    assert (lp_n.exp() - lp_d.exp()).abs().max() < 0.05
+    over["train.init_from"] = tmp_path / "deeper" / "last.pt"
+    with pytest.raises(ModelFileError, match=r"last\.pt: cannot initialise.*model\.num_layers"):
+        train(_cfg(example_manifest, **over), tmp_path / "shallower", progress=False)
 
 
 def _crash_then_resume(cfg, out, after_epoch, monkeypatch, at_batch=None):
