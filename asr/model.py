@@ -321,9 +321,9 @@ def deepen_state_dict(
     held open or shut by their biases (LSTM: input and output gates open, forget gate shut; GRU:
     update gate shut). A unit's output is then about ``s * tanh(gain * x)`` for its input ``x``
     (``s`` the open gates' product), near ``s * gain * x`` for a recurrent layer's outputs in
-    (-1, 1): the output layer's weights are divided by ``s * gain`` for each new layer. With ``gain`` 0.25 the
-    deepened model's outputs are within about 4% of the shallower one's at the extremes of
-    ``tanh``; training takes it from there (the gradients of every new weight are nonzero).
+    (-1, 1): the output layer's weights are divided by ``s * gain`` for each new layer. With
+    ``gain`` 0.25 the deepened model's outputs are within about 4% of the shallower one's at the
+    extremes of ``tanh``; training takes it from there (every new weight has a nonzero gradient).
 
     Args:
         state: the shallower model's state dict (float tensors).

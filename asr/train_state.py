@@ -350,8 +350,9 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
     state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
     if widen:
         generator = torch.Generator().manual_seed(cfg.train.seed)
-        shallow = replace(cfg.model, num_layers=theirs_layers)
-        state = widen_state_dict(state, shallow, theirs_hidden, generator)
+        # widened layer by layer as they are in the file; deepened after (below) if it has fewer
+        wider = replace(cfg.model, num_layers=theirs_layers)
+        state = widen_state_dict(state, wider, theirs_hidden, generator)
         log.info(
             f"{path}: {theirs_hidden} units per layer and direction widened to "
             f"{cfg.model.hidden_size} (each new unit a copy of an old one: the same outputs)"

@@ -185,6 +185,30 @@ def test_deepening_keeps_the_function(cfg, deeper):
         deepen_state_dict(deep.state_dict(), cfg, deeper)
 
 
+def test_widening_then_deepening_keeps_the_function():
+    """A file both narrower and shallower than the model (as init_weights handles it): widened
+    layer by layer, then deepened, it still computes about the same outputs."""
+    from dataclasses import replace
+
+    from asr.model import deepen_state_dict, widen_state_dict
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden_size=8, num_layers=2)
+    small = AcousticModel(cfg, num_features=20, vocab_size=7).eval()
+    big_cfg = replace(cfg, hidden_size=12, num_layers=3)
+    g = torch.Generator().manual_seed(0)
+    state = widen_state_dict(small.state_dict(), replace(big_cfg, num_layers=2), 8, g, noise=0.0)
+    big = AcousticModel(big_cfg, num_features=20, vocab_size=7).eval()
+    big.load_state_dict(deepen_state_dict(state, big_cfg, 2))
+    feats, lens = torch.randn(2, 30, 20), torch.tensor([30, 17])
+    feats = feats * (torch.arange(30)[None, :, None] < lens[:, None, None])
+    with torch.no_grad():
+        want, got = small(feats, lens)[0].exp(), big(feats, lens)[0].exp()
+    for b in range(2):
+        n = int(small.output_lengths(lens)[b])
+        assert (want[b, :n] - got[b, :n]).abs().max() < 0.01
+
+
 def test_frame_entropy_by_hand_and_blind_to_padding():
     """Uniform frames carry log V nats, certain ones none; each utterance is the mean over its own
     frames, and frames past out_lens (or a -inf log-probability) do not make it wrong."""
