@@ -1,11 +1,17 @@
-"""Helpers for recipe tests: archives of a tree built in the test, and manifest reading."""
+"""Helpers for recipe tests: archives of a tree built in the test, manifest reading, and the
+default recipe's scripts loaded as modules."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import sys
 import tarfile
 from pathlib import Path
+from types import ModuleType
+
+DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "default"
 
 
 def make_tar(tree: Path, archive: Path, top: str) -> str:
@@ -18,3 +24,20 @@ def make_tar(tree: Path, archive: Path, top: str) -> str:
 
 def manifest(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def load_default_script(name: str) -> ModuleType:
+    """``recipes/default/<name>.py`` as a module, importing ``score.py`` beside it as the script
+    does when run, and leaving no module named ``score`` behind for other tests."""
+    spec = importlib.util.spec_from_file_location(f"default_{name}", DEFAULT_RECIPE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    other_score = sys.modules.pop("score", None)
+    sys.path.insert(0, str(DEFAULT_RECIPE))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(DEFAULT_RECIPE))
+        sys.modules.pop("score", None)
+        if other_score is not None:
+            sys.modules["score"] = other_score
+    return module

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from asr.config import ModelConfig
 from asr.model import AcousticModel
+from tests.recipes.conftest import load_default_script
 
-HERE = Path(__file__).resolve().parents[2] / "recipes" / "default"
-spec = importlib.util.spec_from_file_location("default_adapt", HERE / "adapt.py")
-adapt = importlib.util.module_from_spec(spec)
-_other_score = sys.modules.pop("score", None)
-sys.path.insert(0, str(HERE))  # the script imports score.py beside it, as it does when run
-try:
-    spec.loader.exec_module(adapt)
-finally:  # leave no module named "score" behind for other tests
-    sys.path.remove(str(HERE))
-    sys.modules.pop("score", None)
-    if _other_score is not None:
-        sys.modules["score"] = _other_score
+adapt = load_default_script("adapt")
 
 
 def tiny_model() -> AcousticModel:

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parents[2] / "recipes" / "default"
-spec = importlib.util.spec_from_file_location("default_ensemble", HERE / "ensemble.py")
-ensemble = importlib.util.module_from_spec(spec)
-_other_score = sys.modules.pop("score", None)
-sys.path.insert(0, str(HERE))  # the script imports score.py beside it, as it does when run
-try:
-    spec.loader.exec_module(ensemble)
-finally:  # leave no module named "score" behind for other tests
-    sys.path.remove(str(HERE))
-    sys.modules.pop("score", None)
-    if _other_score is not None:
-        sys.modules["score"] = _other_score
+from tests.recipes.conftest import load_default_script
+
+ensemble = load_default_script("ensemble")
 
 
 def log_probs(*rows: list[float]) -> torch.Tensor:
