@@ -316,13 +316,19 @@ def pad_waves(waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
     return out, wav_lens
 
 
+def pad_labels(labels: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad token id lists into ``targets (B, U)`` (at least one column) with ``target_lens (B,)``."""
+    target_lens = torch.tensor([len(x) for x in labels], dtype=torch.long)
+    targets = torch.zeros(len(labels), max(1, int(target_lens.max())), dtype=torch.long)
+    for i, x in enumerate(labels):
+        targets[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+    return targets, target_lens
+
+
 def collate(examples: Sequence[Example]) -> Batch:
     """Zero-pad waveforms and targets; keep true lengths."""
     waves, wav_lens = pad_waves([e.wave for e in examples])
-    target_lens = torch.tensor([len(e.labels) for e in examples], dtype=torch.long)
-    targets = torch.zeros(len(examples), max(1, int(target_lens.max())), dtype=torch.long)
-    for i, e in enumerate(examples):
-        targets[i, : len(e.labels)] = torch.tensor(e.labels, dtype=torch.long)
+    targets, target_lens = pad_labels([e.labels for e in examples])
     return Batch(
         [e.id for e in examples], waves, wav_lens, targets, target_lens, [e.text for e in examples]
     )

@@ -202,6 +202,13 @@ def ctc_loss(
     )
 
 
+def frame_entropies(log_probs: torch.Tensor) -> torch.Tensor:
+    """``(B, T', V)`` log-probabilities -> ``(B, T')`` each frame's entropy (nats), padding included."""
+    # a -inf log-probability (an fp16 logit overflowing) would give 0 * -inf = nan: clamp it
+    lp = log_probs.clamp(min=torch.finfo(log_probs.dtype).min)
+    return -(lp.exp() * lp).sum(-1)
+
+
 def frame_entropy(log_probs: torch.Tensor, out_lens: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of each utterance's mean per-frame entropy (nats); padding excluded.
 
@@ -216,9 +223,7 @@ def frame_entropy(log_probs: torch.Tensor, out_lens: torch.Tensor) -> torch.Tens
     Returns:
         a scalar tensor (nats), differentiable; 0 for certain outputs, log V for uniform ones.
     """
-    # a -inf log-probability (an fp16 logit overflowing) would give 0 * -inf = nan: clamp it
-    lp = log_probs.clamp(min=torch.finfo(log_probs.dtype).min)
-    entropy = -(lp.exp() * lp).sum(-1)  # (B, T')
+    entropy = frame_entropies(log_probs)  # (B, T')
     frames = torch.arange(log_probs.size(1), device=log_probs.device)  # (T',)
     mask = frames[None, :] < out_lens[:, None].to(log_probs.device)  # (B, T')
     lens = out_lens.to(log_probs.device).clamp(min=1)

@@ -17,8 +17,8 @@ length normalisation, ``asr.features.warp_frequencies``). Usage:
     python recipes/default/adapt.py --method entropy [--steps 10] [--lr 3e-3] [--sets dev]
         [--model exp/gen15.pt] [--decoder-config asr/pretrained/decoder.yaml]
 
-Prints score.py's table (greedy and beam + LM) for the adapted emissions, and with ``--baseline``
-(the default) the same model unadapted, compared by score.py's paired bootstrap.
+Prints score.py's table (greedy and beam + LM) for the adapted emissions, then (unless
+``--no-baseline``) the same model's unadapted, compared by score.py's paired bootstrap.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ import torch
 from score import DEV, TEST, SetResult, bootstrap, decode_all, speakers_of, table
 
 from asr.config import load_decoder_config
-from asr.data import make_loader
+from asr.data import make_loader, pad_labels
 from asr.decode import BeamDecoder, GreedyDecoder
 from asr.evaluate import scoring_utterances
 from asr.features import lengths_to_mask
+from asr.model import frame_entropies
 from asr.transcribe import load_model
 
 # loss(log_probs (B, T', V), out_lens (B,)) -> (B,) one loss per utterance
@@ -53,7 +54,7 @@ def speech_frame_entropy(
     Returns:
         ``(B,)``; 0 for an utterance with no such frame.
     """
-    entropy = -(log_probs.exp() * log_probs).sum(-1)  # (B, T')
+    entropy = frame_entropies(log_probs)  # (B, T')
     speech = lengths_to_mask(out_lens, log_probs.shape[1]) & (log_probs.argmax(-1) != blank)
     return (entropy * speech).sum(1) / speech.sum(1).clamp(min=1)
 
@@ -116,8 +117,36 @@ def fit_features(
         return moved()
 
 
-def adapted_emissions(rec, manifest: str, method: str, steps: int, lr: float, beam: BeamDecoder):
-    """``(ids, references, log-probs (T', V) each)`` of a manifest after ``method``."""
+METHODS = ("none", "entropy", "first-pass")
+
+
+def parse_method(text: str) -> tuple[str, float | None]:
+    """``--method`` -> ``(name, warp factor or None)``: ``none``, ``entropy``, ``first-pass`` or
+    ``warp:A`` with A a positive number (``("warp", A)``).
+
+    Raises:
+        argparse.ArgumentTypeError: anything else, named.
+    """
+    if text in METHODS:
+        return text, None
+    name, _, factor = text.partition(":")
+    try:
+        warp = float(factor) if name == "warp" else None
+    except ValueError:
+        warp = None
+    if warp is None or not warp > 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected none, entropy, first-pass or warp:A with A > 0 (e.g. warp:0.92)"
+        )
+    return "warp", warp
+
+
+def adapted_emissions(
+    rec, manifest: str, method: tuple[str, float | None], steps: int, lr: float, beam: BeamDecoder
+):
+    """``(ids, references, log-probs (T', V) each)`` of a manifest after ``method`` (from
+    :func:`parse_method`)."""
+    name, factor = method
     loader = make_loader(
         scoring_utterances(manifest, rec.tokenizer),
         rec.tokenizer,
@@ -131,28 +160,19 @@ def adapted_emissions(rec, manifest: str, method: str, steps: int, lr: float, be
     model = rec.model
     ids, refs, emissions = [], [], []
     for batch in loader:
-        warp = None
-        if method.startswith("warp:"):
-            warp = torch.full((len(batch.ids),), float(method.split(":", 1)[1]))
+        warp = None if factor is None else torch.full((len(batch.ids),), factor)
         feats, feat_lens = rec.features(batch.waves, batch.wav_lens, warp)
-        if method == "entropy":
+        if name == "entropy":
             feats = fit_features(model, feats, feat_lens, speech_frame_entropy, steps, lr)
-        elif method == "first-pass":
+        elif name == "first-pass":
             with torch.no_grad():
                 log_probs, out_lens = model(feats, feat_lens)
             texts = [
                 beam(log_probs[b : b + 1, :n], out_lens[b : b + 1])[0].text
                 for b, n in enumerate(out_lens.tolist())
             ]
-            labels = [rec.tokenizer.encode(t) for t in texts]
-            target_lens = torch.tensor([len(x) for x in labels])
-            targets = torch.zeros(len(labels), max(1, int(target_lens.max())), dtype=torch.long)
-            for b, x in enumerate(labels):
-                targets[b, : len(x)] = torch.tensor(x, dtype=torch.long)
-            loss = hypothesis_ctc(targets, target_lens)
+            loss = hypothesis_ctc(*pad_labels([rec.tokenizer.encode(t) for t in texts]))
             feats = fit_features(model, feats, feat_lens, loss, steps, lr)
-        elif method != "none" and warp is None:
-            raise ValueError(f"--method {method!r}: expected none, entropy, first-pass or warp:A")
         with torch.no_grad():
             log_probs, out_lens = model(feats, feat_lens)
         emissions += [log_probs[b, :n].contiguous() for b, n in enumerate(out_lens.tolist())]
@@ -176,9 +196,14 @@ def decode_sets(rec, method, steps, lr, decoder_config, sets, data) -> list[SetR
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", default="entropy", help="none, entropy, first-pass or warp:A")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument(
+        "--method",
+        type=parse_method,
+        default="entropy",
+        help="entropy, first-pass, warp:A (every utterance's frequency axis scaled by A) or none",
+    )
+    parser.add_argument("--steps", type=int, default=10, help="Adam steps per utterance")
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
     parser.add_argument("--model", default=None, help="model file (default: bundled)")
     parser.add_argument("--decoder-config", default="asr/pretrained/decoder.yaml")
     parser.add_argument("--data", default="data/default")
@@ -189,17 +214,21 @@ def main() -> None:
     sets = {"dev": DEV, "test": TEST, "all": DEV + TEST}[args.sets]
     dev_names = [rel for label, rel in DEV if (label, rel) in sets]
     test_names = [rel for label, rel in TEST if (label, rel) in sets and rel != "fsdd/test.jsonl"]
+    if args.steps < 0 or not args.lr > 0:
+        parser.error(f"--steps must be >= 0 and --lr > 0, got {args.steps} and {args.lr}")
     rec = load_model(args.model, precision="fp32")  # gradients through the float32 weights
-    for p in rec.model.parameters():
+    for p in rec.model.parameters():  # fit_features asks for none: spare autograd the bookkeeping
         p.requires_grad_(False)
     common = (args.decoder_config, sets, args.data)
     results = decode_sets(rec, args.method, args.steps, args.lr, *common)
-    print(f"{args.method}, {args.steps} steps at {args.lr}:")
+    name, factor = args.method
+    fitted = f"{name}, {args.steps} steps at {args.lr}"
+    print({"warp": f"warp {factor}", "none": "none"}.get(name, fitted) + ":")
     print("\n".join(table(results, dev_names)), flush=True)
     if not args.no_baseline:
-        base = decode_sets(rec, "none", 0, args.lr, *common)
+        base = decode_sets(rec, ("none", None), 0, args.lr, *common)
         print("\nunadapted:\n" + "\n".join(table(base, dev_names)))
-        print(f"\nunadapted -> {args.method}, paired bootstrap:")
+        print("\nunadapted -> adapted, paired bootstrap:")
         print("\n".join(bootstrap(base, results, {"dev": dev_names, "test": test_names})))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import pytest
@@ -95,3 +96,12 @@ def test_first_pass_loss_is_the_ctc_loss_per_frame_and_zero_for_no_words():
     )  # 'mean' divides by the target length: undo it, then divide by the frames
     assert got[0].item() == pytest.approx(want.item() * 3 / out_lens[0].item(), rel=1e-5)
     assert got[1].item() == 0.0
+
+
+def test_methods_are_parsed_and_bad_ones_named():
+    assert adapt.parse_method("entropy") == ("entropy", None)
+    assert adapt.parse_method("first-pass") == ("first-pass", None)
+    assert adapt.parse_method("warp:0.92") == ("warp", 0.92)
+    for bad in ("warp", "warp:", "warp:abc", "warp:-1", "fmllr", "none:1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected none, entropy"):
+            adapt.parse_method(bad)
