@@ -140,6 +140,10 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     train: str = ""  # manifest paths (JSON Lines); several separated by commas
+    # per training manifest, how often an epoch draws each of its utterances (empty: all 1):
+    # [3, 0.5] draws the first manifest's utterances three times (augmented anew each time) and
+    # half of the second's (a new half every epoch), to spend the updates where the error is
+    train_weights: list[float] = field(default_factory=list)
     valid: str = ""
     max_duration: float = bounded(
         30.0, 0, above=True

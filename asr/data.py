@@ -352,6 +352,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         num_replicas, rank: shard batches across data-parallel ranks.
         step_batches: batches each rank takes per optimizer step (gradient accumulation).
         seed_items: yield ``(index, seed)`` pairs: the seed of each item's augmentation.
+        weights: per utterance, how often it is drawn in an epoch on average (``data.train_weights``
+            gives each manifest's): 2 draws it twice (two augmentations), 0.25 a quarter of the
+            utterances of that weight, new ones every epoch; ``None`` or all 1: each once.
 
     With several ranks (or ``step_batches`` > 1), what is shuffled is runs of
     ``num_replicas * step_batches`` batches neighbouring in length, and one step's batches on all
@@ -372,6 +375,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         step_batches: int = 1,
         seed_items: bool = False,
+        weights: Sequence[float] | None = None,
     ) -> None:
         if batch_seconds <= 0 or max_batch_size <= 0:
             raise ValueError("batch_seconds and max_batch_size must be positive")
@@ -389,23 +393,63 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.start = 0
         self.num_replicas = num_replicas
         self.rank = rank
-        order = sorted(range(len(durations)), key=lambda i: durations[i])
-        self.batches: list[list[int]] = []
+        self.durations = list(durations)
+        self.batch_seconds = batch_seconds
+        self.max_batch_size = max_batch_size
+        self.weights = None
+        if weights is not None:
+            if len(weights) != len(self.durations):
+                raise ValueError(f"{len(weights)} weights for {len(self.durations)} utterances")
+            if any(not math.isfinite(w) or w < 0 for w in weights):
+                raise ValueError(f"weights must be finite and >= 0, got {sorted(set(weights))}")
+            if any(w != 1 for w in weights):
+                self.weights = [float(w) for w in weights]
+        self.batches: list[list[int]] = self._bucket(self._draw(0))
+
+    def _draw(self, epoch: int) -> list[int]:
+        """The epoch's items as virtual indices ``copy * n + index``: every item once without
+        weights; with them, ``floor(w)`` copies of each item of weight ``w``, plus a draw of
+        ``round(frac(w) * k)`` of the ``k`` items that share the weight, new every epoch (by
+        ``(seed, epoch)``), so an epoch's size is fixed and a resume draws the same."""
+        n = len(self.durations)
+        if self.weights is None:
+            return list(range(n))
+        rng = random.Random((self.seed * 1_000_003 + epoch) * 7 + 3)
+        chosen = []
+        by_weight: dict[float, list[int]] = {}
+        for i, w in enumerate(self.weights):
+            by_weight.setdefault(w, []).append(i)
+        for w, items in sorted(by_weight.items()):
+            whole = int(w)
+            chosen += [c * n + i for c in range(whole) for i in items]
+            extra = round((w - whole) * len(items))
+            chosen += [whole * n + i for i in rng.sample(items, extra)]
+        return chosen
+
+    def _bucket(self, items: list[int]) -> list[list[int]]:
+        """Cut virtual indices, sorted by duration, greedily into batches."""
+        n = len(self.durations)
+        order = sorted(items, key=lambda v: (self.durations[v % n], v))
+        batches: list[list[int]] = []
         batch: list[int] = []
-        for i in order:
-            longest = durations[i]  # ascending order: the newest is the longest
+        for v in order:
+            longest = self.durations[v % n]  # ascending order: the newest is the longest
             if batch and (
-                len(batch) + 1 > max_batch_size or (len(batch) + 1) * longest > batch_seconds
+                len(batch) + 1 > self.max_batch_size
+                or (len(batch) + 1) * longest > self.batch_seconds
             ):
-                self.batches.append(batch)
+                batches.append(batch)
                 batch = []
-            batch.append(i)
+            batch.append(v)
         if batch:
-            self.batches.append(batch)
+            batches.append(batch)
+        return batches
 
     def set_epoch(self, epoch: int, sorted_first: bool = False, start: int = 0) -> None:
         """Iterate epoch ``epoch`` next (SortaGrad's order if ``sorted_first``), from its batch
         ``start`` on."""
+        if self.weights is not None and epoch != self.epoch:
+            self.batches = self._bucket(self._draw(epoch))
         if not 0 <= start <= len(self):
             raise ValueError(f"start must be in [0, {len(self)}] batches, got {start}")
         self.epoch = epoch
@@ -430,13 +474,14 @@ class BucketBatchSampler(Sampler[list[int]]):
         return [b for run in runs for b in run[self.rank :: self.num_replicas]]
 
     def __iter__(self) -> Iterator[list[int]] | Iterator[list[tuple[int, int]]]:
+        n = len(self.durations)
         order = self._order()[self.start :]
         if not self.seed_items:
-            return iter(order)
-        # each item's augmentation seed is a function of (seed, epoch, utterance) alone, so a
-        # resumed run draws what an unbroken one did, with any number of loader workers
+            return iter([[v % n for v in b] for b in order])
+        # each item's augmentation seed is a function of (seed, epoch, utterance, copy) alone, so
+        # a resumed run draws what an unbroken one did, with any number of loader workers
         base = (self.seed * 1_000_003 + self.epoch) * 1_000_033
-        return iter([[(i, (base + i) % 2**62) for i in b] for b in order])
+        return iter([[(v % n, (base + v) % 2**62) for v in b] for b in order])
 
     def __len__(self) -> int:
         n = len(self.batches)
@@ -449,6 +494,34 @@ def normalized_utterances(paths: str) -> list[Utterance]:
     for utt in utts:
         utt.text = normalize_text(utt.text)
     return utts
+
+
+def train_weights(
+    utts: Sequence[Utterance], paths: str, weights: Sequence[float]
+) -> list[float] | None:
+    """Each utterance's draw weight from its manifest's (``data.train_weights``), or ``None``
+    when no weights are set. ``utts`` are what :func:`normalized_utterances` read from ``paths``
+    (comma-separated), in order, less any filtered out since.
+
+    Raises:
+        ValueError: not one weight per manifest, or a weight that is negative or not finite.
+    """
+    if not weights:
+        return None
+    names = [p.strip() for p in paths.split(",") if p.strip()]
+    if len(weights) != len(names):
+        raise ValueError(
+            f"data.train_weights: {len(weights)} weights for {len(names)} manifests of "
+            f"data.train ({', '.join(names)})"
+        )
+    for name, w in zip(names, weights):
+        if not math.isfinite(w) or w < 0:
+            raise ValueError(f"data.train_weights: {name}: weight {w} is not a number >= 0")
+    read = ((utt.id, w) for name, w in zip(names, weights) for utt in read_manifest(name))
+    out = []
+    for utt in utts:  # the read order, some left out: walk both lists together
+        out.append(next(w for utt_id, w in read if utt_id == utt.id))
+    return out
 
 
 def make_loader(
@@ -465,12 +538,14 @@ def make_loader(
     rank: int = 0,
     step_batches: int = 1,
     skip_unknown: bool = False,
+    weights: Sequence[float] | None = None,
 ) -> DataLoader:
     """A loader of length-bucketed batches; ``num_replicas``/``rank`` shard the batches by rank,
     and one optimizer step's ``step_batches`` per rank come from batches of neighbouring length.
     ``augment`` (training: :meth:`asr.augment.Augment.waves`) turns each batch's examples, which
     then carry their augmentation seeds, into a batch in place of :func:`collate`; evaluation
-    passes none."""
+    passes none. ``weights``: per utterance, how often an epoch draws it (see
+    :class:`BucketBatchSampler`)."""
     dataset = SpeechDataset(utts, tokenizer, sample_rate, skip_unknown)
     sampler = BucketBatchSampler(
         dataset.durations(),
@@ -482,6 +557,7 @@ def make_loader(
         rank=rank,
         step_batches=step_batches,
         seed_items=augment is not None,
+        weights=weights,
     )
     return DataLoader(
         dataset,

@@ -44,6 +44,7 @@ from asr.data import (
     filter_utterances,
     make_loader,
     normalized_utterances,
+    train_weights,
 )
 from asr.decode import BeamDecoder, DecoderError, GreedyDecoder, build_decoder
 from asr.distributed import Distributed, init_distributed
@@ -309,6 +310,7 @@ def make_loaders(
         if not utts:
             raise ValueError(f"{path}: no usable utterances ({report.summary(split)})")
         kept[split] = utts
+    weights = train_weights(kept["train"], cfg.data.train, cfg.data.train_weights)
     data, sr = cfg.data, cfg.features.sample_rate
     common = (tokenizer, sr, data.batch_seconds, data.max_batch_size, data.num_workers)
     train = make_loader(
@@ -320,6 +322,7 @@ def make_loaders(
         num_replicas=ddp.world_size,
         rank=ddp.rank,
         step_batches=cfg.train.accumulate_grad,
+        weights=weights,
     )
     if len(train) == 0:
         batches = len(train.batch_sampler.batches)

@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 
 import pytest
 import torch
@@ -12,7 +13,9 @@ from asr.data import (
     collate,
     ctc_min_frames,
     filter_utterances,
+    normalized_utterances,
     read_manifest,
+    train_weights,
     write_manifest,
 )
 from asr.text import Tokenizer
@@ -146,6 +149,64 @@ def test_sampler_starts_an_epoch_where_a_mid_epoch_checkpoint_stopped():
     assert list(sampler) == []
     with pytest.raises(ValueError, match="start must be in"):
         sampler.set_epoch(3, start=len(whole) + 1)
+
+
+def test_weighted_sampler_draws_each_group_by_its_weight():
+    """Weight 3 draws an item three times an epoch, each copy with its own augmentation seed;
+    0.5 draws half of the items of that weight, another half each epoch; an epoch's size is fixed,
+    and a resumed epoch (``start``) draws what the unbroken one did."""
+    durations = [1.0 + (i % 5) * 0.1 for i in range(40)]
+    weights = [3.0] * 10 + [1.0] * 10 + [0.5] * 20
+    sampler = BucketBatchSampler(durations, 6.0, 5, seed=2, seed_items=True, weights=weights)
+    counts = {}
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        items = [pair for b in sampler for pair in b]
+        counts[epoch] = Counter(i for i, _ in items)
+        assert len(items) == 3 * 10 + 10 + 10
+        assert all(counts[epoch][i] == 3 for i in range(10))
+        assert all(counts[epoch][i] == 1 for i in range(10, 20))
+        assert sum(counts[epoch][i] for i in range(20, 40)) == 10
+        assert max(counts[epoch][i] for i in range(20, 40)) == 1
+        seeds = [s for i, s in items if i == 0]
+        assert len(set(seeds)) == 3  # three copies, three augmentations
+    half = [{i for i in range(20, 40) if counts[e][i]} for e in (0, 1)]
+    assert half[0] != half[1]  # a new half every epoch
+    sampler.set_epoch(1)
+    whole = list(sampler)
+    sampler.set_epoch(0)
+    sampler.set_epoch(1, start=3)
+    assert list(sampler) == whole[3:]
+
+
+def test_weights_of_one_leave_the_sampler_as_it_was():
+    durations = [0.5 + (i % 9) * 0.2 for i in range(50)]
+    plain = BucketBatchSampler(durations, 4.0, 6, seed=7)
+    ones = BucketBatchSampler(durations, 4.0, 6, seed=7, weights=[1.0] * 50)
+    for epoch in (0, 1):
+        plain.set_epoch(epoch)
+        ones.set_epoch(epoch)
+        assert list(plain) == list(ones)
+    with pytest.raises(ValueError, match="2 weights for 50 utterances"):
+        BucketBatchSampler(durations, 4.0, 6, weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        BucketBatchSampler(durations, 4.0, 6, weights=[-1.0] * 50)
+
+
+def test_train_weights_follow_each_manifest_after_filtering(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_manifest([Utterance(f"a{i}", "x.wav", 1.0, "a") for i in range(3)], a)
+    write_manifest([Utterance(f"b{i}", "x.wav", 1.0, "b") for i in range(2)], b)
+    paths = f"{a},{b},{a}"  # a manifest listed twice keeps a weight per listing
+    utts = normalized_utterances(paths)
+    kept = [u for u in utts if u.id != "a1"]  # as if filtered
+    assert train_weights(kept, paths, []) is None
+    got = train_weights(kept, paths, [2.0, 0.5, 1.0])
+    assert got == [2.0, 2.0, 0.5, 0.5, 1.0, 1.0]
+    with pytest.raises(ValueError, match="data.train_weights: 2 weights for 3 manifests"):
+        train_weights(kept, paths, [1.0, 2.0])
+    with pytest.raises(ValueError, match=r"b.jsonl: weight -1.0"):
+        train_weights(kept, paths, [1.0, -1.0, 1.0])
 
 
 def test_sampler_shards_across_ranks():

@@ -6,9 +6,12 @@ Layout (``cv-corpus-<version>-<date>/<lang>/``)::
     clips/common_voice_en_123.mp3
 
 ``train``/``dev``/``test`` are the release's own splits (speaker-disjoint, one take per sentence).
-With ``train_from="validated"``, ``train`` is every validated clip whose speaker and sentence occur
+A delta release ships only ``validated.tsv``: it is then read whole as ``train``, and
+``asr prepare``'s ``--dev``/``--test`` hold out whole speakers of it. With ``train_from="validated"``, ``train`` is every validated clip whose speaker and sentence occur
 in neither ``dev`` nor ``test`` (many more hours, still honest held-out sets). Durations are read
 from the audio, since only some releases ship ``clip_durations.tsv``. The speaker is ``client_id``.
+A clip is found by its name whatever its extension (``path`` names an ``.mp3``; a re-encoded copy
+may hold ``.opus``), and a row whose clip is missing is reported and skipped.
 Releases are downloaded from the Common Voice site after accepting its terms, so ``--download``
 takes the archive's URL or a local copy, with the checksum the site shows.
 """
@@ -21,7 +24,7 @@ import sys
 from pathlib import Path
 
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, archive_name, fetch_archive, probe
+from asr.recipes.common import PrepareSummary, archive_name, fetch_archive, find_audio, probe
 from asr.recipes.corpus import DOWNLOAD_NOTE, Corpus, Download, Source, add_choice
 
 SPLITS = ("train", "dev", "test")
@@ -103,6 +106,8 @@ def prepare(source: Path, language: str | None = None, train_from: str = "train"
         ]
     elif (release / "train.tsv").is_file():
         tables["train"] = read_tsv(release / "train.tsv")
+    elif not tables:  # a delta release: validated.tsv alone, split by speaker on hold-out
+        tables["train"] = read_tsv(release / "validated.tsv")
     summary = PrepareSummary()
     for name in SPLITS:
         if name not in tables:
@@ -113,14 +118,13 @@ def prepare(source: Path, language: str | None = None, train_from: str = "train"
             if not text:
                 summary.skip(where, "empty sentence")
                 continue
-            audio = release / "clips" / row["path"]
+            clip = Path(row["path"])
+            audio = find_audio(release / "clips", clip.stem, clip.suffix or ".mp3")
             duration = probe(audio, where, summary)
             if duration is None:
                 continue
             utt_id = Path(row["path"]).stem
             utts.append(Utterance(utt_id, str(audio), round(duration, 4), text, row["client_id"]))
-    if not summary.splits:
-        raise FileNotFoundError(f"{release}: none of train.tsv, dev.tsv, test.tsv")
     return summary
 
 
@@ -144,10 +148,11 @@ CORPUS = Corpus(
     description="Common Voice: validated.tsv, train.tsv, dev.tsv, test.tsv (client_id, path, "
     "sentence) and clips/*.mp3; durations are read from the audio. Releases need accepting "
     "the terms on the Common Voice site, so --download takes the archive URL you get there "
-    "(or a local copy), with --checksum as the site shows it. " + DOWNLOAD_NOTE,
+    "(or a local copy), with --checksum as the site shows it. A delta release (validated.tsv "
+    "alone) is read whole: hold speakers out of it with --dev N --test N. " + DOWNLOAD_NOTE,
     source=Source("the language folder (e.g. cv-corpus-17.0-2024-03-15/en) or a folder above it"),
     read=lambda source, args: prepare(source, args.language, args.train_from),
     add_arguments=add_arguments,
     download=Download("a release archive (.tar.gz)", fetch),  # no default URL: terms first
-    hold_out=False,
+    hold_out=True,  # by speaker (client_id): a delta release has no dev/test of its own
 )

@@ -36,3 +36,6 @@ $PY -m asr prepare an4 "$DATA/an4" --out "$OUT/an4" --dev 4 --test 4 --seed 1
 # Speech Commands v0.02 test set (196 speakers of single words): 10 for dev, 10 for test;
 # its background-noise clips become noise.jsonl, the real-noise source of augment.noise_sources
 $PY -m asr prepare speechcommands "$DATA/speech_commands" --out "$OUT/speechcommands" --dev 10 --test 10 --seed 1
+# Common Voice English, a delta release (validated.tsv alone; 146 speakers, three of them a third of
+# the clips): 15 speakers for dev, 15 for test, the rest to train
+$PY -m asr prepare commonvoice "$DATA/commonvoice" --out "$OUT/commonvoice" --dev 15 --test 15 --seed 1

@@ -74,3 +74,43 @@ def test_download_from_a_local_archive_with_checksum(tmp_path, capsys):
     assert [len(manifest(out / f"{s}.jsonl")) for s in ("train", "dev", "test")] == [2, 1, 1]
     archive.unlink()
     assert main([*base, "--checksum", f"sha256:{sha}"]) == 0  # skipped: .done markers
+
+
+def _delta_release(root):
+    """A delta release as ``../shared/data/commonvoice`` lays it out: ``validated.tsv`` alone
+    (naming ``.mp3`` clips) beside ``clips/<stem>.opus``."""
+    lang = root / "cv-corpus-13.0-delta" / "en"
+    rows = []
+    for i in range(6):
+        speaker = f"spk_{i // 2}"  # three speakers, two clips each
+        text = f"Sentence number {i}." if i else 'He said, "It\'s mine!" -- then left; (twice?)'
+        clip = f"common_voice_en_{100 + i}.mp3"
+        write_audio(lang / "clips" / f"common_voice_en_{100 + i}.opus", tone(1.0, 16_000), 16_000)
+        rows.append(f"{speaker}\t{clip}\t{text}\t2\t0\t\t\t\t\ten\t")
+    rows.append("spk_9\tcommon_voice_en_404.mp3\tIts clip is missing.\t2\t0\t\t\t\t\ten\t")
+    header = HEADER.replace("accents\t", "accents\tvariant\t")
+    (lang / "validated.tsv").write_text("\n".join([header, *rows]) + "\n")
+    return lang
+
+
+def test_delta_release_splits_by_speaker_and_finds_opus_clips(tmp_path, capsys):
+    _delta_release(tmp_path / "commonvoice")
+    summary = commonvoice.prepare(tmp_path / "commonvoice")
+    assert sorted(summary.splits) == ["train"]  # no dev/test of its own: held out by speaker
+    train = summary.splits["train"]
+    assert len(train) == 6 and all(u.audio.endswith(".opus") for u in train)
+    first = next(u for u in train if u.id == "common_voice_en_100")
+    assert (
+        first.text == 'He said, "It\'s mine!" -- then left; (twice?)' and first.speaker == "spk_0"
+    )
+    [(where, reason)] = summary.skipped
+    assert where.endswith("validated.tsv: line 8") and "common_voice_en_404" in reason
+    out = tmp_path / "out"
+    args = ["prepare", "commonvoice", str(tmp_path / "commonvoice"), "--out", str(out)]
+    assert main([*args, "--dev", "1", "--test", "1", "--seed", "1"]) == 0
+    report = capsys.readouterr().out
+    assert "common_voice_en_404" in report and "not found" in report
+    splits = {s: manifest(out / f"{s}.jsonl") for s in ("train", "dev", "test")}
+    assert [len(v) for v in splits.values()] == [2, 2, 2]
+    speakers = [{u["speaker"] for u in v} for v in splits.values()]
+    assert all(len(s) == 1 for s in speakers) and len(set.union(*speakers)) == 3
