@@ -405,6 +405,16 @@ def test_stream_errors_close_with_a_reason(rec, server):
             ws.recv(timeout=10)
         assert closed.value.rcvd.code == 1008
 
+    # '²'.isdigit() is true but int('²') fails: refused like any other non-number
+    url = f"ws://{server.host}:{server.port}/v1/stream?sample_rate=%C2%B2"
+    with _connect(url) as ws:
+        event = json.loads(ws.recv(timeout=10))
+        assert (event["type"], event["status"]) == ("error", 400)
+        assert "got '²'" in event["message"]
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 1008
+
     with _connect(_stream_url(server, 16_000)) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "ready"
         ws.send("hello")

@@ -389,7 +389,7 @@ class _Api:
             413, "too_large", f"the body is over the limit of {self.cfg.max_upload_mb:g} MB"
         )
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if _is_decimal(declared) and int(declared) > limit:
             raise too_large
         body = bytearray()
         try:
@@ -422,7 +422,7 @@ class _Api:
             )
             return
         rate_text = ws.query_params.get("sample_rate", "16000")
-        if not rate_text.isdigit() or not MIN_SAMPLE_RATE <= int(rate_text) <= MAX_SAMPLE_RATE:
+        if not _is_decimal(rate_text) or not MIN_SAMPLE_RATE <= int(rate_text) <= MAX_SAMPLE_RATE:
             await close_with_error(
                 ws,
                 400,
@@ -486,6 +486,11 @@ def _save_temporary(data: bytes, suffix: str) -> Path:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     return Path(name)
+
+
+def _is_decimal(text: str) -> bool:
+    """Whether ``text`` is ASCII digits (``str.isdigit`` also takes '²', which ``int`` refuses)."""
+    return re.fullmatch(r"[0-9]{1,18}", text) is not None
 
 
 def _suffix(name: str) -> str:
