@@ -7,6 +7,7 @@ Downloads resume (HTTP ``Range`` on a ``.part`` file), are verified (md5 or sha2
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import random
@@ -19,9 +20,10 @@ import urllib.parse
 import urllib.request
 import zipfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from tqdm import tqdm
 
@@ -63,6 +65,32 @@ class PrepareSummary:
             for what, reason in self.skipped[:10]:
                 lines.append(f"  {what}: {reason}")
         return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def open_text(path: Path, newline: str | None = None) -> Iterator[TextIO]:
+    """``path`` opened as UTF-8 text; a byte that is not UTF-8 is a :class:`ValueError` naming the
+    file and its line (the codec alone names neither).
+
+    Raises:
+        ValueError: ``FILE: line N: not UTF-8 text (REASON at byte B of the line)``.
+    """
+    try:
+        with Path(path).open(encoding="utf-8", newline=newline) as f:
+            yield f
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: {_first_bad_line(Path(path), exc)}") from None
+
+
+def _first_bad_line(path: Path, exc: UnicodeDecodeError) -> str:
+    """Where ``path`` stops being UTF-8 (the decoder reads in chunks, so its offset is no line's)."""
+    with path.open("rb") as f:
+        for n, line in enumerate(f, 1):  # b"\n" is never inside a UTF-8 sequence
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return f"line {n}: not UTF-8 text ({bad.reason} at byte {bad.start} of the line)"
+    return f"not UTF-8 text ({exc.reason})"
 
 
 def find_audio(folder: Path, stem: str, shipped: str) -> Path:

@@ -24,7 +24,14 @@ import sys
 from pathlib import Path
 
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, archive_name, fetch_archive, find_audio, probe
+from asr.recipes.common import (
+    PrepareSummary,
+    archive_name,
+    fetch_archive,
+    find_audio,
+    open_text,
+    probe,
+)
 from asr.recipes.corpus import DOWNLOAD_NOTE, Corpus, Download, Source, add_choice
 
 SPLITS = ("train", "dev", "test")
@@ -66,7 +73,7 @@ def read_tsv(path: Path) -> list[tuple[str, dict[str, str]]]:
     """
     csv.field_size_limit(sys.maxsize)
     rows = []
-    with path.open(encoding="utf-8", newline="") as f:
+    with open_text(path, newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, [])
         missing = [c for c in _COLUMNS if c not in header]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from asr.audio import AUDIO_EXTENSIONS
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, probe
+from asr.recipes.common import PrepareSummary, open_text, probe
 from asr.recipes.corpus import Corpus, Source, add_speaker
 
 
@@ -32,7 +32,8 @@ def prepare(source: Path, speaker: str = "") -> PrepareSummary:
         if not txt.is_file():
             summary.skip(str(path), "no transcript (.txt) beside it")
             continue
-        text = txt.read_text(encoding="utf-8").strip()
+        with open_text(txt) as f:
+            text = f.read().strip()
         if not text:
             summary.skip(str(path), "empty transcript")
             continue

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, probe
+from asr.recipes.common import PrepareSummary, open_text, probe
 from asr.recipes.corpus import Corpus, Source
 
 
@@ -23,7 +23,7 @@ def read_table(path: Path, min_fields: int = 2) -> dict[str, list[str]]:
         ValueError: a line with too few fields (named by file and line).
     """
     table = {}
-    with path.open(encoding="utf-8") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             fields = line.split()
             if not fields:
@@ -37,7 +37,7 @@ def read_table(path: Path, min_fields: int = 2) -> dict[str, list[str]]:
 def read_text(path: Path) -> dict[str, str]:
     """``utt transcript...``; a transcript may be empty (reported later, not here)."""
     texts = {}
-    with path.open(encoding="utf-8") as f:
+    with open_text(path) as f:
         for line in f:
             parts = line.rstrip("\n").split(maxsplit=1)
             if parts:
@@ -69,7 +69,7 @@ def prepare(data_dir: Path, audio_root: Path | None = None) -> PrepareSummary:
             raise FileNotFoundError(f"{data_dir}: not a Kaldi data directory (no {name})")
     summary = PrepareSummary(splits={"all": []})
     recordings: dict[str, Path] = {}
-    with (data_dir / "wav.scp").open(encoding="utf-8") as f:
+    with open_text(data_dir / "wav.scp") as f:
         for n, line in enumerate(f, 1):
             parts = line.strip().split(maxsplit=1)
             if not parts:

@@ -27,6 +27,7 @@ from asr.recipes.common import (
     download,
     fetch_archive,
     find_audio,
+    open_text,
     probe,
     split_names,
 )
@@ -143,7 +144,7 @@ def read_split(folder: Path, name: str, summary: PrepareSummary) -> list[Utteran
     """Every utterance of one split folder; missing or unreadable audio is reported and skipped."""
     utts = []
     for trans in sorted(folder.glob("*/*/*.trans.txt")):
-        with trans.open(encoding="utf-8") as f:
+        with open_text(trans) as f:
             for n, line in enumerate(f, 1):
                 parts = line.strip().split(maxsplit=1)
                 if not parts:

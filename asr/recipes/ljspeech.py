@@ -10,7 +10,7 @@ import csv
 from pathlib import Path
 
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, fetch_found, probe
+from asr.recipes.common import PrepareSummary, fetch_found, open_text, probe
 from asr.recipes.corpus import Corpus, Download, Source, add_speaker
 
 URL = "https://data.keithito.com/data/speech/LJSpeech-1.1.tar.bz2"
@@ -32,7 +32,7 @@ def prepare(source: Path, speaker: str = "LJ") -> PrepareSummary:
     if not metadata.is_file():
         raise FileNotFoundError(f"{source}: not an LJSpeech folder (no metadata.csv)")
     summary = PrepareSummary(splits={"all": []})
-    with metadata.open(encoding="utf-8", newline="") as f:
+    with open_text(metadata, newline="") as f:
         for n, row in enumerate(csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE), 1):
             if not row:
                 continue

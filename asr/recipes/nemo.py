@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary
+from asr.recipes.common import PrepareSummary, open_text
 from asr.recipes.corpus import Corpus, Source
 
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
@@ -25,7 +25,7 @@ def prepare(manifest: Path) -> PrepareSummary:
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest}: manifest not found")
     summary = PrepareSummary()
-    with manifest.open(encoding="utf-8") as f:
+    with open_text(manifest) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 
 from asr.data import Utterance
-from asr.recipes.common import PrepareSummary, fetch_archive, probe
+from asr.recipes.common import PrepareSummary, fetch_archive, open_text, probe
 from asr.recipes.corpus import DOWNLOAD_NOTE, Corpus, Download, Source, add_choice
 
 URL = "https://www.openslr.org/resources/51/TEDLIUM_release-3.tgz"
@@ -74,7 +74,7 @@ def read_stm(stm: Path, sph_dir: Path, summary: PrepareSummary) -> list[Utteranc
     """The usable segments of one talk's STM file, each pointing into its ``.sph``."""
     utts = []
     durations: dict[str, float | None] = {}  # per talk; None: unreadable
-    with stm.open(encoding="utf-8") as f:
+    with open_text(stm) as f:
         for n, line in enumerate(f, 1):
             if not line.strip() or line.startswith(";;"):
                 continue

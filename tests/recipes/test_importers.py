@@ -224,3 +224,24 @@ def test_ljspeech_and_speechocean_download_from_local_archives(tmp_path, capsys)
     assert {p.name for p in out.glob("*.jsonl")} == {"train.jsonl", "dev.jsonl"}
     (tmp_path / "speechocean762.tar.gz").unlink()
     assert main([*args, "--out", str(out), "--dev", "1"]) == 0  # .done: not fetched again
+
+
+def test_a_transcript_that_is_not_utf8_is_named_by_file_and_line(tmp_path, capsys):
+    latin1 = "café noir".encode("latin-1")  # b"caf\xe9": not UTF-8
+    kaldi_dir = _kaldi_tree(tmp_path / "so") / "train"
+    (kaldi_dir / "text").write_bytes(b"00010000 we call it bear\n00010001 " + latin1 + b"\n")
+    flat = tmp_path / "flat"
+    write_audio(flat / "a.wav", tone(0.5, 16_000), 16_000)
+    (flat / "a.txt").write_bytes(latin1)
+    chapter = tmp_path / "LibriSpeech" / "dev-clean" / "84" / "121123"
+    write_audio(chapter / "84-121123-0000.flac", tone(0.5, 16_000), 16_000)
+    trans = chapter / "84-121123.trans.txt"
+    trans.write_bytes(b"84-121123-0000 GO\n84-121123-0001 GO\n84-121123-0002 " + latin1 + b"\n")
+    for args, where in (
+        (["kaldi", str(kaldi_dir)], f"{kaldi_dir / 'text'}: line 2"),
+        (["folder", str(flat)], f"{flat / 'a.txt'}: line 1"),
+        (["librispeech", str(tmp_path), "--splits", "dev-clean"], f"{trans}: line 3"),
+    ):
+        assert main(["prepare", *args, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert f"{where}: not UTF-8 text (invalid continuation byte at byte " in err, err
