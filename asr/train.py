@@ -53,13 +53,13 @@ from asr.features import FeatureExtractor
 from asr.metrics import Score
 from asr.model import AcousticModel, count_parameters, ctc_loss, frame_entropy
 from asr.precision import resolve_precision
+from asr.surgery import init_weights
 from asr.text import SPACE, Tokenizer
 from asr.train_state import (
     EpochProgress,
     EpochRecord,
     Run,
     TrainState,
-    init_weights,
     restore,
     save,
     seed_everything,

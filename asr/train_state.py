@@ -18,7 +18,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ from asr.checkpoint import ModelFileError, SaveError, atomic_save, model_record,
 from asr.config import Config, config_to_dict
 from asr.distributed import Distributed, all_gather
 from asr.features import FeatureExtractor
-from asr.model import AcousticModel, deepen_state_dict, widen_state_dict
+from asr.model import AcousticModel
 from asr.plot import plot_history
 from asr.precision import PrecisionChoice
 from asr.text import Tokenizer
@@ -312,65 +312,3 @@ def _restore_ema(run: Run, saved: dict | None, path: Path) -> None:
         run.ema.module.load_state_dict(run.model.state_dict())
         return
     run.ema.load_state_dict(saved)
-
-
-def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: str) -> None:
-    """Load the weights of the model file ``path`` into ``model`` (to fine-tune it).
-
-    A model file of the same shape but fewer units per layer (``model.hidden_size``) is widened
-    into ``model`` by :func:`asr.model.widen_state_dict`, one with fewer recurrent layers
-    (``model.num_layers``) deepened by :func:`asr.model.deepen_state_dict` (new layers on top,
-    passing their input through): the larger model starts out computing what the smaller one did
-    (exactly when widened, to a few percent when deepened), and its new weights train from there.
-
-    Raises:
-        ModelFileError: the file is not a model file, or its features, model shape or
-            vocabulary differ from ``cfg``'s (the weights would not mean the same thing).
-    """
-    record = read_model_file(path)
-    wanted = {"features": asdict(cfg.features), "model": asdict(cfg.model)}
-    theirs_hidden = record["model"].get("hidden_size", cfg.model.hidden_size)
-    theirs_layers = record["model"].get("num_layers", cfg.model.num_layers)
-    widen = theirs_hidden < cfg.model.hidden_size
-    deepen = theirs_layers < cfg.model.num_layers
-    for section, mine in wanted.items():
-        theirs = record[section]
-        # dropout does not change what the weights mean: fine-tuning may set its own; a narrower
-        # or shallower model is widened or deepened into this one (below)
-        free = {"dropout"} | ({"hidden_size"} if widen else set())
-        free |= {"num_layers"} if deepen else set()
-        differ = sorted(k for k in mine if k not in free and k in theirs and theirs[k] != mine[k])
-        if differ:
-            shown = ", ".join(
-                f"{section}.{k}: {theirs[k]!r} there, {mine[k]!r} here" for k in differ
-            )
-            raise ModelFileError(f"{path}: cannot initialise from this model ({shown})")
-    if record["tokens"] != tokenizer.to_list():
-        raise ModelFileError(f"{path}: cannot initialise from this model (another vocabulary)")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
-    if widen:
-        generator = torch.Generator().manual_seed(cfg.train.seed)
-        # widened layer by layer as they are in the file; deepened after (below) if it has fewer
-        wider = replace(cfg.model, num_layers=theirs_layers)
-        state = widen_state_dict(state, wider, theirs_hidden, generator)
-        log.info(
-            f"{path}: {theirs_hidden} units per layer and direction widened to "
-            f"{cfg.model.hidden_size} (each new unit a copy of an old one: the same outputs)"
-        )
-    if deepen:
-        state = deepen_state_dict(state, cfg.model, theirs_layers)
-        log.info(
-            f"{path}: {theirs_layers} recurrent layers deepened to {cfg.model.num_layers} (the "
-            "new layers on top pass their input through: about the same outputs)"
-        )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelFileError(f"{path}: cannot initialise from this model ({exc})") from None
-    info = record.get("info", {})
-    seeds = [info.get("seed")] + [part.get("seed") for part in info.get("averaged_from", [])]
-    if cfg.train.seed in seeds:  # an averaged file: any of its parts' seeds replays draws
-        log.warning(
-            f"{path} was trained with train.seed {cfg.train.seed} too: this run replays its batch "
-            "order and augmentation draws, epoch for epoch (set another train.seed for new ones)"
-        )

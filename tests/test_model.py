@@ -104,7 +104,7 @@ def test_widening_keeps_the_function(cfg, wider):
     all; with the default noise it stays close."""
     from dataclasses import replace
 
-    from asr.model import GATES, widen_state_dict
+    from asr.surgery import GATES, widen_state_dict
 
     torch.manual_seed(0)
     narrow = AcousticModel(cfg, num_features=20, vocab_size=7).eval()
@@ -147,7 +147,7 @@ def test_deepening_keeps_the_function(cfg, deeper):
     and every new weight gets a gradient (none is stuck at its start)."""
     from dataclasses import replace
 
-    from asr.model import deepen_state_dict
+    from asr.surgery import deepen_state_dict
 
     torch.manual_seed(0)
     shallow = AcousticModel(cfg, num_features=20, vocab_size=7).eval()
@@ -190,7 +190,7 @@ def test_widening_then_deepening_keeps_the_function():
     layer by layer, then deepened, it still computes about the same outputs."""
     from dataclasses import replace
 
-    from asr.model import deepen_state_dict, widen_state_dict
+    from asr.surgery import deepen_state_dict, widen_state_dict
 
     torch.manual_seed(0)
     cfg = ModelConfig(hidden_size=8, num_layers=2)

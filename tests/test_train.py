@@ -89,8 +89,8 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, example_manifest):
     from asr.checkpoint import average_model_files
     from asr.features import FeatureExtractor
     from asr.model import AcousticModel
+    from asr.surgery import init_weights
     from asr.text import Tokenizer
-    from asr.train_state import init_weights
 
     record = torch.load(base, weights_only=True)
     other = tmp_path / "other.pt"
