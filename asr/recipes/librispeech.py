@@ -21,6 +21,7 @@ import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr.audio import AUDIO_EXTENSIONS
 from asr.data import Utterance
 from asr.recipes.common import (
     PrepareSummary,
@@ -141,27 +142,47 @@ def unpack_arpa(gz: Path, arpa: Path) -> Path:
 
 
 def read_split(folder: Path, name: str, summary: PrepareSummary) -> list[Utterance]:
-    """Every utterance of one split folder; missing or unreadable audio is reported and skipped."""
+    """Every utterance of one split folder; missing or unreadable audio, audio with no transcript
+    line and chapters with no ``.trans.txt`` are reported and skipped."""
     utts = []
-    for trans in sorted(folder.glob("*/*/*.trans.txt")):
-        with open_text(trans) as f:
-            for n, line in enumerate(f, 1):
-                parts = line.strip().split(maxsplit=1)
-                if not parts:
-                    continue
-                where = f"{trans}: line {n}"
-                if len(parts) < 2:
-                    summary.skip(where, "empty transcript")
-                    continue
-                utt_id, text = parts
-                audio = find_audio(trans.parent, utt_id, ".flac")
-                duration = probe(audio, where, summary)
-                if duration is None:
-                    continue
-                speaker = utt_id.split("-")[0]
-                utts.append(Utterance(utt_id, str(audio), round(duration, 4), text, speaker))
+    for chapter in sorted(p for p in folder.glob("*/*") if p.is_dir()):
+        transcripts = sorted(chapter.glob("*.trans.txt"))
+        listed: set[str] = set()
+        for trans in transcripts:
+            utts += _read_transcript(trans, summary, listed)
+        for path in _audio_files(chapter):
+            if path.stem not in listed:
+                reason = "no transcript line" if transcripts else "its chapter has no .trans.txt"
+                summary.skip(str(path), reason)
     if not utts:
         summary.skip(str(folder), f"no utterances in {name}")
+    return utts
+
+
+def _audio_files(chapter: Path) -> list[Path]:
+    return sorted(p for p in chapter.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def _read_transcript(trans: Path, summary: PrepareSummary, listed: set[str]) -> list[Utterance]:
+    """The utterances of one chapter's ``.trans.txt``; adds the ids it lists to ``listed``."""
+    utts = []
+    with open_text(trans) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.strip().split(maxsplit=1)
+            if not parts:
+                continue
+            where = f"{trans}: line {n}"
+            listed.add(parts[0])
+            if len(parts) < 2:
+                summary.skip(where, "empty transcript")
+                continue
+            utt_id, text = parts
+            audio = find_audio(trans.parent, utt_id, ".flac")
+            duration = probe(audio, where, summary)
+            if duration is None:
+                continue
+            speaker = utt_id.split("-")[0]
+            utts.append(Utterance(utt_id, str(audio), round(duration, 4), text, speaker))
     return utts
 
 

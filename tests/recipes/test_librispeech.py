@@ -30,6 +30,7 @@ def test_reads_splits_with_speakers_and_reports_missing_audio(tmp_path):
     assert len(dev) == 4 and {u.speaker for u in dev} == {"84", "174"}
     assert dev[0].text == "GO DO YOU HEAR" and dev[0].duration == pytest.approx(0.4)
     assert sum("9999.flac: audio file not found" in r for _, r in summary.skipped) == 3
+    assert not any("no transcript line" in r or ".trans.txt" in r for _, r in summary.skipped)
     with pytest.raises(FileNotFoundError, match="train-clean-100: split folder not found"):
         librispeech.prepare(root, ["train-clean-100"])
 
@@ -144,3 +145,28 @@ def test_hold_out_speakers_from_the_only_split(tmp_path):
     }
     assert all(len(v) == 1 for v in speakers.values())
     assert len(set.union(*speakers.values())) == 3
+
+
+def test_audio_without_a_transcript_line_and_chapters_without_trans_txt_are_counted(
+    tmp_path, capsys
+):
+    root = _split(tmp_path / "LibriSpeech", "dev-clean")
+    chapter = root / "dev-clean" / "84" / "121123"
+    write_audio(chapter / "84-121123-0005.flac", tone(0.3, 16_000), 16_000)  # not in .trans.txt
+    (root / "dev-clean" / "174" / "121123" / "174-121123.trans.txt").unlink()  # 2 files dropped
+    summary = librispeech.prepare(tmp_path)
+    assert len(summary.splits["dev-clean"]) == 2
+    skipped = dict(summary.skipped)
+    assert skipped[str(chapter / "84-121123-0005.flac")] == "no transcript line"
+    for i in range(2):
+        path = root / "dev-clean" / "174" / "121123" / f"174-121123-{i:04d}.flac"
+        assert skipped[str(path)] == "its chapter has no .trans.txt"
+    assert (
+        main(
+            ["prepare", "librispeech", str(tmp_path), "--splits", "dev-clean"]
+            + ["--out", str(tmp_path / "out")]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "2 its chapter has no .trans.txt" in out and "1 no transcript line" in out
