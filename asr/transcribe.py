@@ -329,7 +329,7 @@ class Recognizer:
                 yield (
                     p,
                     AudioError(
-                        f"{p}: {duration:.0f} s long, over the limit of {max_duration:.0f} s "
+                        f"{p}: {duration:.1f} s long, over the limit of {max_duration:g} s "
                         f"(--max-duration)"
                     ),
                 )

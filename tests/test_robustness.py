@@ -114,7 +114,12 @@ def test_max_duration_refuses_by_header(tmp_path, model, capsys):
     write_audio(tmp_path / "long.wav", np.zeros(16_000 * 5, np.float32), 16_000)
     args = ["transcribe", str(tmp_path / "long.wav"), "--model", str(model)]
     assert main([*args, "--max-duration", "2"]) == 1
-    assert "long.wav: 5 s long, over the limit of 2 s (--max-duration)" in capsys.readouterr().err
+    assert "long.wav: 5.0 s long, over the limit of 2 s (--max-duration)" in capsys.readouterr().err
+    # a limit under a second: tenths, not "0 s long, over the limit of 0 s"
+    write_audio(tmp_path / "short.wav", np.zeros(int(16_000 * 0.3), np.float32), 16_000)
+    args = ["transcribe", str(tmp_path / "short.wav"), "--model", str(model)]
+    assert main([*args, "--max-duration", "0.1"]) == 1
+    assert "short.wav: 0.3 s long, over the limit of 0.1 s" in capsys.readouterr().err
 
 
 # 3. silent overwrite
