@@ -14,35 +14,18 @@ energies, a word edge that borders a pause is moved onto where the sound starts 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import torch
 import torchaudio.functional as AF
 
 from asr.text import SPACE, Tokenizer, ctc_min_frames
+from asr.transcript import Char, Word
 from asr.vad import FRAME_SECONDS, speech_frames
 
 
 class AlignmentError(ValueError):
     """A transcript that cannot be aligned to the audio (e.g. more characters than frames)."""
-
-
-@dataclass
-class Char:
-    char: str
-    start: float  # seconds
-    end: float
-
-
-@dataclass
-class Word:
-    """A word with its start and end in seconds and a confidence in [0, 1]."""
-
-    word: str
-    start: float
-    end: float
-    confidence: float
-    chars: list[Char] = field(default_factory=list)
 
 
 def align(

@@ -7,8 +7,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from asr.align import Word
-from asr.transcribe import Transcript
+from asr.transcript import Transcript, Word
 
 FORMATS = ("txt", "json", "jsonl", "srt", "vtt", "tsv")
 

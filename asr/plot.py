@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from asr.align import Word
 from asr.text import Tokenizer
+from asr.transcript import Word
 
 
 def plot_alignment(

@@ -13,7 +13,7 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
-from asr.align import Word, align
+from asr.align import align
 from asr.audio import AudioError, audio_duration, load_audio, read_windows
 from asr.checkpoint import ModelFileError, read_model_file
 from asr.config import FeatureConfig, ModelConfig, config_from_dict
@@ -23,6 +23,7 @@ from asr.features import FeatureExtractor
 from asr.model import AcousticModel
 from asr.precision import PrecisionChoice, resolve_precision
 from asr.text import Tokenizer
+from asr.transcript import Transcript, Word, make_segments
 from asr.vad import frame_energies_db, speech_segments
 
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]
@@ -32,75 +33,6 @@ DEFAULT_DECODER = Path(__file__).parent / "pretrained" / "decoder.yaml"
 LONG_SECONDS = 30.0  # audio longer than this is cut at pauses into pieces (asr.vad)
 PIECE_BATCH = 8  # a long file's pieces go through the model this many at a time
 MAX_SECONDS = 24 * 3600.0  # transcribe_files refuses longer files (a forged or runaway header)
-CUE_SECONDS = 7.0  # subtitle cues: at most this long
-CUE_LINE_CHARS = 42  # ... with lines of at most this many characters, two lines a cue
-CUE_GAP_SECONDS = 1.0  # a pause this long starts a new cue
-
-
-@dataclass
-class Segment:
-    """A stretch of words: a subtitle cue (at most two lines of ~42 characters, ~7 s)."""
-
-    start: float
-    end: float
-    text: str
-    words: list[Word] = field(default_factory=list)
-
-    @property
-    def lines(self) -> list[str]:
-        return wrap_lines(self.text, CUE_LINE_CHARS)
-
-
-@dataclass
-class Transcript:
-    """What transcribing one file or waveform gives: text, timed words, segments, duration (s)."""
-
-    text: str
-    words: list[Word] = field(default_factory=list)
-    segments: list[Segment] = field(default_factory=list)
-    duration: float = 0.0
-    path: str = ""
-
-
-def wrap_lines(text: str, width: int) -> list[str]:
-    """Greedy word wrap at ``width`` characters (a longer word stands alone)."""
-    lines: list[str] = []
-    for word in text.split():
-        if lines and len(lines[-1]) + 1 + len(word) <= width:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    return lines
-
-
-def make_segments(words: Sequence[Word]) -> list[Segment]:
-    """Group timed words into cues of at most ~7 s and two lines of ~42 characters."""
-    segments: list[Segment] = []
-    current: list[Word] = []
-
-    def flush() -> None:
-        if current:
-            segments.append(
-                Segment(
-                    current[0].start,
-                    current[-1].end,
-                    " ".join(w.word for w in current),
-                    list(current),
-                )
-            )
-            current.clear()
-
-    for word in words:
-        if current:
-            text = " ".join(w.word for w in current) + " " + word.word
-            too_long = word.end - current[0].start > CUE_SECONDS
-            too_wide = len(wrap_lines(text, CUE_LINE_CHARS)) > 2
-            pause = word.start - current[-1].end > CUE_GAP_SECONDS
-            if too_long or too_wide or pause:
-                flush()
-        current.append(word)
-    flush()
-    return segments
 
 
 @dataclass

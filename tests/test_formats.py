@@ -1,9 +1,8 @@
 import json
 import re
 
-from asr.align import Char, Word
 from asr.formats import render, to_textgrid
-from asr.transcribe import Transcript, make_segments, wrap_lines
+from asr.transcript import Char, Transcript, Word, make_segments, wrap_lines
 
 
 def _words(n: int, step: float = 0.5, gap_at: int | None = None) -> list[Word]:
