@@ -1,6 +1,6 @@
 """Bad input and faults: each gets a clear error naming the file, line or key, the documented exit
 status (2 for a refused command, 1 for "some files failed"), nothing lost, nothing written outside
-the output folder. One test per hole a probe of ~150 bad inputs found (see the README's "What bad
+the output folder. One test per hole a probe of ~150 bad inputs found (see docs/bad-input.md, "What bad
 input gets"), beside the cases that already passed it."""
 
 import json

@@ -55,9 +55,9 @@ def test_table_rows_pooled_and_mean_are_distinct():
     assert rows[2].startswith("| a | 2 | 25.0% / ")  # 1 of 4 words
     assert rows[3].startswith("| b | 1 | 100.0% / ")
     # pooled counts errors over all words (2 / 5); the mean averages the sets' rates (25 + 100) / 2
-    assert rows[4].startswith("| the five dev sets together | 3 | 40.00% / ")
+    assert rows[4].startswith("| the dev sets together | 3 | 40.00% / ")
     assert rows[4].endswith("| 0.00% / 0.00% |")
-    assert rows[5] == "| mean of the five dev sets' WERs | | 62.50% | 0.00% |"
+    assert rows[5] == "| mean of the dev sets' WERs | | 62.50% | 0.00% |"
 
 
 def test_table_without_dev_sets_has_no_pooled_rows():
