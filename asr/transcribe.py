@@ -197,18 +197,34 @@ class Recognizer:
         and join them. Only one batch of pieces is held at a time."""
         decoder = decoder or self.default_decoder
         texts, words, end = [], [], 0.0
+        for offset, text, piece_words, seconds in self._decode_pieces(
+            pieces, decoder, word_timestamps, batch_size
+        ):
+            texts.append(text)
+            words += piece_words
+            end = offset + seconds
+        text = " ".join(t for t in texts if t)
+        return Transcript(text, words, make_segments(words), round(duration or end, 3), path)
+
+    def _decode_pieces(
+        self,
+        pieces: Iterable[tuple[float, torch.Tensor]],
+        decoder: Decoder,
+        word_timestamps: bool,
+        batch_size: int,
+    ) -> Iterator[tuple[float, str, list[Word], float]]:
+        """Pad, run through the model and decode ``(offset seconds, waveform)`` pieces,
+        ``batch_size`` per forward pass; yield each piece's offset, text, timed words (placed at
+        its offset) and length in seconds, in order. Only one batch of pieces is held at a time."""
         pieces = iter(pieces)
         while batch := list(islice(pieces, batch_size)):
             waves, wav_lens = pad_waves([wave for _, wave in batch])
             log_probs, out_lens = self.log_probs(waves, wav_lens)
             for b, (offset, wave) in enumerate(batch):
                 frames = log_probs[b, : out_lens[b]].cpu()
-                texts.append(
-                    self._decode_one(frames, decoder, words, word_timestamps, offset, wave)
-                )
-                end = offset + len(wave) / self.sample_rate
-        text = " ".join(t for t in texts if t)
-        return Transcript(text, words, make_segments(words), round(duration or end, 3), path)
+                words: list[Word] = []
+                text = self._decode_one(frames, decoder, words, word_timestamps, offset, wave)
+                yield offset, text, words, len(wave) / self.sample_rate
 
     def _decode_one(
         self,
@@ -284,16 +300,12 @@ class Recognizer:
             ok = [p for p in group if p not in {f for f, _ in failed}]
             if not ok:
                 continue
-            padded, wav_lens = pad_waves(waves)
-            log_probs, out_lens = self.log_probs(padded, wav_lens)
-            for b, p in enumerate(ok):
-                words: list[Word] = []
-                frames = log_probs[b, : out_lens[b]].cpu()
-                wave = padded[b, : wav_lens[b]]
-                text = self._decode_one(frames, decoder, words, word_timestamps, 0.0, wave)
-                duration = round(float(wav_lens[b]) / self.sample_rate, 3)
+            decoded = self._decode_pieces(
+                [(0.0, wave) for wave in waves], decoder, word_timestamps, batch_size
+            )
+            for p, (_, text, words, seconds) in zip(ok, decoded):
                 bar.update()
-                yield p, Transcript(text, words, make_segments(words), duration, str(p))
+                yield p, Transcript(text, words, make_segments(words), round(seconds, 3), str(p))
         for p in [p for d, p in sized if d > LONG_SECONDS]:
             try:
                 result: Transcript | Exception = self.transcribe(
