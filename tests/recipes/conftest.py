@@ -27,9 +27,11 @@ def manifest(path: Path) -> list[dict]:
 
 
 def load_default_script(name: str) -> ModuleType:
-    """``recipes/default/<name>.py`` as a module, importing ``score.py`` beside it as the script
-    does when run, and leaving no module named ``score`` behind for other tests."""
-    spec = importlib.util.spec_from_file_location(f"default_{name}", DEFAULT_RECIPE / f"{name}.py")
+    """``recipes/default/<name>.py`` (``name`` may hold a folder: ``experiments/adapt``) as a
+    module, able to import the recipe's ``score.py`` as the script does when run, and leaving no
+    module named ``score`` behind for other tests."""
+    path = DEFAULT_RECIPE / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"default_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     other_score = sys.modules.pop("score", None)
     sys.path.insert(0, str(DEFAULT_RECIPE))

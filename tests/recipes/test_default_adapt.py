@@ -1,4 +1,4 @@
-"""recipes/default/adapt.py: per-utterance feature maps fitted at test time."""
+"""recipes/default/experiments/adapt.py: per-utterance feature maps fitted at test time."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from asr.config import ModelConfig
 from asr.model import AcousticModel
 from tests.recipes.conftest import load_default_script
 
-adapt = load_default_script("adapt")
+adapt = load_default_script("experiments/adapt")
 
 
 def tiny_model() -> AcousticModel:

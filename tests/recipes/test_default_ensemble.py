@@ -1,4 +1,4 @@
-"""recipes/default/ensemble.py: how several models' frame posteriors are combined."""
+"""recipes/default/experiments/ensemble.py: how several models' frame posteriors are combined."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from tests.recipes.conftest import load_default_script
 
-ensemble = load_default_script("ensemble")
+ensemble = load_default_script("experiments/ensemble")
 
 
 def log_probs(*rows: list[float]) -> torch.Tensor:

@@ -14,7 +14,7 @@ fixed, by one of two losses, and the utterance decoded again:
 Or ``warp:A``: no fitting, every utterance's frequency axis scaled by A (test-time vocal tract
 length normalisation, ``asr.features.warp_frequencies``). Usage:
 
-    python recipes/default/adapt.py --method entropy [--steps 10] [--lr 3e-3] [--sets dev]
+    python recipes/default/experiments/adapt.py --method entropy [--steps 10] [--lr 3e-3] [--sets dev]
         [--model exp/gen15.pt] [--decoder-config asr/pretrained/decoder.yaml]
 
 Prints score.py's table (greedy and beam + LM) for the adapted emissions, then (unless
@@ -24,11 +24,11 @@ Prints score.py's table (greedy and beam + LM) for the adapted emissions, then (
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from score import DEV, TEST, SetResult, bootstrap, decode_all, speakers_of, table
 
 from asr.config import load_decoder_config
 from asr.data import make_loader, pad_labels
@@ -37,6 +37,12 @@ from asr.evaluate import scoring_utterances
 from asr.features import lengths_to_mask
 from asr.model import frame_entropies
 from asr.transcribe import load_model
+
+# score.py is the recipe's, one folder up: importable when this file runs as a script
+RECIPE = Path(__file__).resolve().parents[1]
+if str(RECIPE) not in sys.path:
+    sys.path.insert(0, str(RECIPE))
+from score import DEV, TEST, SetResult, bootstrap, decode_all, speakers_of, table  # noqa: E402
 
 # loss(log_probs (B, T', V), out_lens (B,)) -> (B,) one loss per utterance
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -5,16 +5,16 @@ the renormalised mean of the log-probabilities) before decoding, on the five dev
 measurement for choosing what to train next, not a decoder the toolkit ships: the models must
 share a tokenizer and a frame rate. Usage:
 
-    python recipes/default/ensemble.py exp/avg1415.pt exp/gen16/best.pt exp/gen17/best.pt
+    python recipes/default/experiments/ensemble.py exp/avg1415.pt exp/gen16/best.pt exp/gen17/best.pt
 """
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from score import DEV, decode_all
 
 from asr.config import load_decoder_config
 from asr.decode import BeamDecoder, GreedyDecoder
@@ -22,6 +22,12 @@ from asr.evaluate import manifest_emissions
 from asr.metrics import score
 from asr.text import Tokenizer
 from asr.transcribe import load_model
+
+# score.py is the recipe's, one folder up: importable when this file runs as a script
+RECIPE = Path(__file__).resolve().parents[1]
+if str(RECIPE) not in sys.path:
+    sys.path.insert(0, str(RECIPE))
+from score import DEV, decode_all  # noqa: E402
 
 Combine = Callable[[list[torch.Tensor]], torch.Tensor]
 # per dev set: utterance ids, references, and per utterance one (T, V) log-prob tensor per model
