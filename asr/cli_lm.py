@@ -2,7 +2,7 @@
 
 ``asr/cli.py`` builds the parser and calls :func:`add_lm` and :func:`cmd_lm`; nothing else
 imports this module. The models themselves are ``asr.lm`` (estimation, pruning, mixing, ARPA)
-and ``asr.lm_text`` (raw text -> sentences); the weight search is ``asr.decode.tune_weights``.
+and ``asr.lm_text`` (raw text -> sentences); the weight search is ``asr.lm_tune.tune_weights``.
 """
 
 from __future__ import annotations
@@ -183,8 +183,8 @@ def _lm_tune(args: argparse.Namespace) -> int:
     import yaml
 
     from asr.config import DecoderConfig
-    from asr.decode import tune_weights
     from asr.evaluate import manifest_emissions
+    from asr.lm_tune import tune_weights
     from asr.transcribe import load_model
 
     rec = load_model(args.model, device=args.device, precision=args.precision)
