@@ -53,7 +53,7 @@ if stage 2 "a word $LM_ORDER-gram of the training transcripts"; then
 fi
 if stage 3 "LM weight and word score chosen on dev"; then
   run "$EXP/decoder.yaml" $ASR lm tune --model "$EXP/best.pt" --manifest "$DATA/dev.jsonl" \
-    --lm "$EXP/lm$LM_ORDER.arpa" --lm-weights 0.25,0.5,0.75,1.0,1.5 --word-scores -1,0,1,2 \
+    --lm "$EXP/lm$LM_ORDER.arpa" --lm-weights=0.25,0.5,0.75,1.0,1.5 --word-scores=-1,0,1,2 \
     --out "$EXP/decoder.yaml"
 fi
 if stage 4 "the test set, greedy and with the LM"; then
