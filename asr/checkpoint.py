@@ -12,8 +12,10 @@ full resolved config. Only tensors and plain Python values are stored, so loadin
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,11 @@ import torch
 
 FORMAT = "asr-model"
 VERSION = 1
+# a file's tensors, against the model its config describes: none may hold more values than the
+# model or than MIN_TENSOR_LIMIT (RNG states are larger than a toy model), nor all together more
+# than MAX_COPIES such sizes (a checkpoint holds weights, two Adam moments and an average)
+MIN_TENSOR_LIMIT = 1 << 20
+MAX_COPIES = 8
 
 
 class ModelFileError(ValueError):
@@ -96,7 +103,8 @@ def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
 
     Raises:
         ModelFileError: the file is missing, is not a torch file, would need code to unpickle
-            (``weights_only=True`` refuses it), or is not in this project's format.
+            (``weights_only=True`` refuses it), is not in this project's format, or holds
+            tensors that do not fit the model its config describes (:func:`check_sizes`).
     """
     path = Path(path)
     if not path.is_file():
@@ -105,8 +113,15 @@ def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
         head = f.read(4)
     if head[:2] != b"PK" and head[:1] != b"\x80":  # neither torch's zip archive nor a pickle
         raise ModelFileError(f"{path}: not a model file (neither a torch archive nor a pickle)")
+    # first the shapes alone (tensors on the meta device: none of their bytes read), checked
+    # against the model the file's config describes, so a forged config or tensor costs nothing
+    check_sizes(_check_record(_torch_load(path, "meta"), path), path)
+    return _check_record(_torch_load(path, map_location), path)
+
+
+def _torch_load(path: Path, map_location: str | torch.device) -> Any:
     try:
-        record = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ModelFileError(
@@ -115,6 +130,9 @@ def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
         raise ModelFileError(f"{path}: not a readable model file ({exc!r})") from None
+
+
+def _check_record(record: Any, path: Path) -> dict:
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not an asr model file (no '{FORMAT}' format marker)")
     if record.get("version") != VERSION:
@@ -125,6 +143,79 @@ def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
         if key not in record:
             raise ModelFileError(f"{path}: model file lacks '{key}'")
     return record
+
+
+def check_sizes(record: dict, path: str | Path) -> None:
+    """Check a record's tensors (as loaded on the meta device: shapes, no data) against the model
+    its config describes, which is built on the meta device (no memory) to know its shapes.
+
+    The state dict must have exactly the model's names and shapes; no tensor anywhere in the file
+    (a checkpoint's optimizer state too) may hold more values than the model, and all of them
+    together no more than :data:`MAX_COPIES` models' worth (weights, two Adam moments, an average).
+
+    Raises:
+        ModelFileError: a config that builds no model, weights that do not fit it, or a tensor too
+            large for it (named, with both sizes).
+    """
+    from asr.config import FeatureConfig, ModelConfig, config_from_dict
+    from asr.features import feature_size
+    from asr.model import AcousticModel
+    from asr.text import Tokenizer
+
+    try:
+        features = config_from_dict(FeatureConfig, record["features"], str(path))
+        cfg = config_from_dict(ModelConfig, record["model"], str(path))
+        with torch.device("meta"):
+            vocab_size = len(Tokenizer.from_list(record["tokens"]))
+            model = AcousticModel(cfg, feature_size(features), vocab_size)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ModelFileError(f"{path}: its config describes no model: {exc}") from None
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    state = record["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{path}: its state_dict is not a dict of tensors")
+    got = {name: tuple(t.shape) if torch.is_tensor(t) else None for name, t in state.items()}
+    for name in sorted(set(expected) | set(got)):
+        if expected.get(name) != got.get(name):
+            raise ModelFileError(
+                f"{path}: weights do not fit the model it describes: {name} is "
+                f"{_shape(got.get(name), 'missing')} in the file, {_shape(expected.get(name), 'absent')}"
+                f" in the model its config describes ({_config_line(cfg)})"
+            )
+    size = sum(math.prod(shape) for shape in expected.values())
+    largest, total = max(size, MIN_TENSOR_LIMIT), 0
+    for where, tensor in _tensors(record):
+        total += tensor.numel()
+        if tensor.numel() > largest:
+            raise ModelFileError(
+                f"{path}: {where} holds {tensor.numel():,} values, more than the {size:,} "
+                "parameters of the model its config describes: refused before loading it"
+            )
+    if total > MAX_COPIES * largest:
+        raise ModelFileError(
+            f"{path}: its tensors hold {total:,} values, more than {MAX_COPIES} times the "
+            f"{size:,} parameters of the model its config describes: refused before loading them"
+        )
+
+
+def _shape(shape: tuple | None, absent: str) -> str:
+    return absent if shape is None else f"({', '.join(map(str, shape))})"
+
+
+def _config_line(cfg: Any) -> str:
+    return ", ".join(f"{k}={v}" for k, v in vars(cfg).items() if k != "dropout")
+
+
+def _tensors(value: Any, where: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in a loaded record, with where it sits (``train_state.optimizer...``)."""
+    if torch.is_tensor(value):
+        yield where or "the file", value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _tensors(item, f"{where}[{i}]")
 
 
 def strip_checkpoint(record: dict, half: bool = False, info: dict | None = None) -> dict:

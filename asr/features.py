@@ -129,6 +129,15 @@ def warp_frequencies(
     return lower * (1 - frac) + upper * frac  # exact at whole bins, the top one included
 
 
+def feature_size(cfg: FeatureConfig) -> int:
+    """Bins per frame (F) that :class:`FeatureExtractor` gives for ``cfg``, without building it
+    (its window and filterbank): what a model file's config is checked against before loading."""
+    if cfg.kind == "logmel":
+        return cfg.n_mels
+    win_length = int(round(cfg.sample_rate * cfg.win_ms / 1000))
+    return 2 ** math.ceil(math.log2(win_length)) // 2 + 1
+
+
 class FeatureExtractor(nn.Module):
     """Batched log-mel or log linear spectrogram with true lengths.
 

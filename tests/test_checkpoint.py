@@ -1,4 +1,7 @@
 import pickle
+import subprocess
+import sys
+import zipfile
 from dataclasses import asdict
 
 import pytest
@@ -10,6 +13,7 @@ from asr.features import FeatureExtractor
 from asr.model import AcousticModel
 from asr.text import Tokenizer
 from asr.transcribe import load_model
+from tests.conftest import DATA
 
 
 def _save_tiny(path, half=False):
@@ -94,3 +98,56 @@ def test_atomic_save_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"v": 1}
     assert list(tmp_path.iterdir()) == [path]
+
+
+def _peak_mb(*args: str) -> tuple[int, str, float]:
+    """``asr ARGS`` in a subprocess: its exit status, stderr, and peak resident memory in MB
+    (VmHWM: ru_maxrss would count the forking test process's own peak too)."""
+    code = (
+        "import re, sys; from asr.cli import main; rc = main(sys.argv[1:]); "
+        "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+        "print('PEAK', hwm, file=sys.stderr); sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    err, peak = done.stderr.rsplit("PEAK", 1)
+    return done.returncode, err, int(peak) / 1024
+
+
+def _deflated(path):
+    """``path`` rewritten with every record deflate-compressed (torch.save stores them raw)."""
+    out = path.with_name("deflated-" + path.name)
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename, src.read(item))
+    return out
+
+
+def test_a_forged_config_or_tensor_is_refused_before_memory_is_spent(tmp_path):
+    """A config that describes a big model, or a small file holding a big (compressed) tensor,
+    is checked against the weights' shapes (read without their data) before anything is built."""
+    _save_tiny(tmp_path / "m.pt")
+    clip = str(DATA / "fsdd" / "0_jackson_0.wav")
+    rc, err, base_mb = _peak_mb("transcribe", clip, "--model", str(tmp_path / "m.pt"))
+    assert rc == 0, err
+    record = torch.load(tmp_path / "m.pt", weights_only=True)
+    record["model"]["hidden_size"] = 4000  # 512 MB of LSTM weights, were it built
+    torch.save(record, tmp_path / "big-config.pt")
+    rc, err, peak_mb = _peak_mb("transcribe", clip, "--model", str(tmp_path / "big-config.pt"))
+    assert rc == 2
+    assert "big-config.pt: weights do not fit the model it describes: " in err
+    assert (
+        "hidden_size=4000" in err
+        and "output.weight is (29, 16) in the file, (29, 8000) in the model" in err
+    )
+    assert peak_mb < base_mb + 100, (peak_mb, base_mb)
+
+    record = torch.load(tmp_path / "m.pt", weights_only=True)
+    record["info"]["notes"] = torch.zeros(64 << 20)  # 256 MB of zeros: 250 KB deflated
+    torch.save(record, tmp_path / "bomb.pt")
+    bomb = _deflated(tmp_path / "bomb.pt")
+    assert bomb.stat().st_size < 2e6
+    rc, err, peak_mb = _peak_mb("transcribe", clip, "--model", str(bomb))
+    assert rc == 2
+    assert "info.notes holds 67,108,864 values, more than the " in err
+    assert "parameters of the model its config describes: refused before loading it" in err
+    assert peak_mb < base_mb + 100, (peak_mb, base_mb)
