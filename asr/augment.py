@@ -3,23 +3,24 @@
 Waves in, waves out: speed perturbation, band-limiting, cropping, pauses, white noise and real
 noise recordings (a :class:`NoiseBank`) per utterance (:class:`WaveAugment`), then a batch's
 utterances joined with pauses between (:class:`JoiningCollate`). Features in, features out: vocal
-tract length perturbation inside the feature extractor, then SpecAugment (:class:`FeatureAugment`;
-the pure functions live in :mod:`asr.features`). Each part checks the options it uses. All of it is
-off at evaluation.
+tract length perturbation inside the feature extractor, then SpecAugment (:class:`FeatureAugment`,
+over the pure functions :func:`warp_frequencies` and :func:`spec_augment`). Each part checks the
+options it uses. All of it is off at evaluation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 
 import torch
 import torchaudio.functional as AF
 
 from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio
-from asr.config import AugmentConfig
+from asr.config import AugmentConfig, SpecAugmentConfig
 from asr.data import Batch, Example, collate, read_manifest, seeded
-from asr.features import FeatureExtractor, spec_augment
+from asr.features import FeatureExtractor
 
 
 def speed_perturb(wave: torch.Tensor, factor: float) -> torch.Tensor:
@@ -307,6 +308,86 @@ class JoiningCollate:
         return collate(examples)
 
 
+def spec_augment(
+    feats: torch.Tensor,
+    feat_lens: torch.Tensor,
+    cfg: SpecAugmentConfig,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """SpecAugment (Park et al., 2019): zero random frequency bands and time spans.
+
+    Time masks fall inside each utterance's true length and cover at most ``cfg.time_ratio`` of it.
+
+    Args:
+        feats: ``(B, T, F)`` normalised features (masked values become 0, the mean).
+        feat_lens: ``(B,)``.
+        cfg: mask counts and widths.
+        generator: random source (the global one by default).
+
+    Returns:
+        a masked copy of ``feats``.
+    """
+    B, T_, F = feats.shape
+    device = feats.device
+    keep = torch.ones(B, T_, F, dtype=torch.bool, device=device)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator).to(device)
+
+    if cfg.freq_masks > 0 and cfg.freq_width > 0:
+        width = (rand(B, cfg.freq_masks) * (cfg.freq_width + 1)).long()  # (B, M)
+        start = (rand(B, cfg.freq_masks) * (F - width + 1).clamp(min=1)).long()
+        bins = torch.arange(F, device=device)[None, None, :]  # (1, 1, F)
+        hit = (bins >= start[..., None]) & (bins < (start + width)[..., None])  # (B, M, F)
+        keep &= ~hit.any(1)[:, None, :]
+    if cfg.time_masks > 0 and cfg.time_width > 0:
+        lens = feat_lens.to(device)
+        max_w = torch.minimum(
+            torch.full_like(lens, cfg.time_width), (lens.float() * cfg.time_ratio).long()
+        )  # (B,)
+        width = (rand(B, cfg.time_masks) * (max_w[:, None] + 1)).long()  # (B, M)
+        start = (rand(B, cfg.time_masks) * (lens[:, None] - width + 1).clamp(min=1)).long()
+        frames = torch.arange(T_, device=device)[None, None, :]  # (1, 1, T)
+        hit = (frames >= start[..., None]) & (frames < (start + width)[..., None])  # (B, M, T)
+        keep &= ~hit.any(1)[:, :, None]
+    return feats * keep
+
+
+def warp_frequencies(
+    spec: torch.Tensor, factors: torch.Tensor, boundary: float = 0.6
+) -> torch.Tensor:
+    """Vocal tract length perturbation (Jaitly and Hinton, 2013) of a linear-frequency spectrogram.
+
+    Each utterance's frequency axis is scaled by its factor ``a`` (its formants move from ``f`` to
+    ``a * f``, as a shorter or longer vocal tract would put them) up to a boundary, above which a
+    second straight line takes the rest of the band to the Nyquist frequency, so nothing is cut or
+    left empty. Frames are warped one at a time: padding never changes a result.
+
+    Args:
+        spec: ``(B, F, T)`` power (or magnitude) spectrogram, bin ``F - 1`` at the Nyquist frequency.
+        factors: ``(B,)`` warp factors, e.g. drawn from [0.9, 1.1]; 1 leaves an utterance as it is.
+        boundary: where the scaled part ends, as a fraction of the band (for ``a`` <= 1).
+
+    Returns:
+        ``(B, F, T)``, each output bin read from the input by linear interpolation.
+    """
+    n_bins = spec.shape[1]
+    top = float(n_bins - 1)
+    alpha = factors.to(spec.device, torch.float32)[:, None]  # (B, 1)
+    out_bins = torch.arange(n_bins, device=spec.device, dtype=torch.float32)[None, :]  # (1, F)
+    # the output bin g is read from input bin g / a below the knee, and on a line to the top above
+    knee_out = boundary * top * torch.clamp(alpha, max=1.0)  # (B, 1)
+    knee_in = knee_out / alpha
+    above = knee_in + (top - knee_in) * (out_bins - knee_out) / (top - knee_out)
+    src = torch.where(out_bins <= knee_out, out_bins / alpha, above).clamp(0, top)  # (B, F)
+    low = src.floor().long().clamp(max=n_bins - 2)
+    frac = (src - low)[:, :, None]  # (B, F, 1)
+    index = low[:, :, None].expand(-1, -1, spec.shape[2])
+    lower = spec.gather(1, index)
+    upper = spec.gather(1, index + 1)
+    return lower * (1 - frac) + upper * frac  # exact at whole bins, the top one included
+
+
 class FeatureAugment:
     """A batch's training features: each utterance's frequency axis warped by a factor in
     ``1 +- cfg.warp`` (vocal tract length perturbation, inside the extractor, before the mel
@@ -332,7 +413,8 @@ class FeatureAugment:
         """``waves (B, N)``, ``wav_lens (B,)`` -> augmented ``feats (B, T, F)``, ``feat_lens (B,)``."""
         warp = None
         if self.warp > 0:  # one factor per utterance, uniform in 1 +- warp
-            warp = 1 + self.warp * (2 * torch.rand(len(wav_lens)) - 1)  # (B,)
+            factors = 1 + self.warp * (2 * torch.rand(len(wav_lens)) - 1)  # (B,)
+            warp = partial(warp_frequencies, factors=factors)
         feats, feat_lens = extractor(waves, wav_lens, warp)
         if self.spec_augment:
             feats = spec_augment(feats, feat_lens, self.specaug)

@@ -27,9 +27,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from asr.augment import spec_augment
 from asr.config import load_config
 from asr.data import BucketBatchSampler, SpeechDataset, collate, normalized_utterances
-from asr.features import FeatureExtractor, spec_augment
+from asr.features import FeatureExtractor
 from asr.model import AcousticModel, ctc_loss
 from asr.precision import PrecisionChoice, resolve_precision
 from asr.text import Tokenizer

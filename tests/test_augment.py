@@ -1,4 +1,5 @@
 import dataclasses
+from functools import partial
 
 import pytest
 import torch
@@ -13,10 +14,14 @@ from asr.augment import (
     mix_at_snr,
     narrowband,
     pad_with_pauses,
+    spec_augment,
     speed_perturb,
+    warp_frequencies,
 )
-from asr.config import AugmentConfig, SpecAugmentConfig
+from asr.config import AugmentConfig, FeatureConfig, SpecAugmentConfig
 from asr.data import Example, collate
+from asr.features import FeatureExtractor
+from tests.conftest import tone
 
 
 def test_speed_perturbation_changes_length_and_pitch():
@@ -153,9 +158,6 @@ def test_augment_draws_each_utterance_from_its_own_seed():
 
 
 def test_feature_augmentation_keeps_lengths_and_is_off_when_asked():
-    from asr.config import FeatureConfig
-    from asr.features import FeatureExtractor
-
     extractor = FeatureExtractor(FeatureConfig())
     waves, lens = 0.1 * torch.randn(3, 16_000), torch.tensor([16_000, 12_000, 8_000])
     plain = extractor(waves, lens)
@@ -248,7 +250,7 @@ def test_joined_groups_of_up_to_join_max():
 
 def _noise_files(folder):
     """Two 'recordings': a hum at 8 kHz (resampled on reading) and a quiet hiss, in subfolders."""
-    from tests.conftest import tone, write_audio
+    from tests.conftest import write_audio
 
     write_audio(folder / "a" / "hum.wav", tone(0.5, 8_000, freq=100.0), 8_000)
     write_audio(folder / "b" / "hiss.flac", tone(0.25, 16_000, amp=0.0), 16_000)
@@ -306,3 +308,68 @@ def test_a_batch_is_joined_the_same_way_for_the_same_seed():
     torch.manual_seed(123)  # whatever the global generator did in between
     again = collate_fn(ex)
     assert first.ids == again.ids and torch.equal(first.waves, again.waves)
+
+
+def test_spec_augment_masks_within_length():
+    feats = torch.ones(3, 100, 40)
+    lens = torch.tensor([100, 50, 20])
+    cfg = SpecAugmentConfig(freq_masks=2, freq_width=8, time_masks=2, time_width=30, time_ratio=0.2)
+    g = torch.Generator().manual_seed(0)
+    out = spec_augment(feats, lens, cfg, generator=g)
+    zero_frames = (out == 0).all(-1)  # (B, T): frames masked in every bin
+    for b, length in enumerate(lens.tolist()):
+        masked = torch.nonzero(zero_frames[b]).flatten()
+        assert masked.numel() <= 2 * int(0.2 * length)
+        assert (masked < length).all()
+    zero_bins = (out == 0).all(1)  # (B, F)
+    assert (zero_bins.sum(1) <= 16).all()
+    again = spec_augment(feats, lens, cfg, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def _by(factors: list[float]):
+    """The extractor's ``warp`` for these factors, one per utterance."""
+    return partial(warp_frequencies, factors=torch.tensor(factors))
+
+
+def test_warp_moves_formants_below_the_knee_and_keeps_the_band():
+    """Vocal tract length perturbation: a tone's peak moves from f to a * f; factor 1 changes
+    nothing; the band's ends stay put; an utterance warped in a padded batch equals it alone."""
+    sr = 16_000
+    fe = FeatureExtractor(FeatureConfig(kind="linear", normalize=False))
+    wave = torch.from_numpy(tone(1.0, sr, freq=2000.0))[None]
+    hz_per_bin = sr / fe.n_fft
+    for factor in (0.9, 1.0, 1.1):
+        feats, _ = fe(wave, torch.tensor([sr]), warp=_by([factor]))
+        peak = float(feats[0, 10:-10].mean(0).argmax()) * hz_per_bin
+        assert abs(peak - 2000.0 * factor) <= hz_per_bin
+    plain, _ = fe(wave, torch.tensor([sr]))
+    same, _ = fe(wave, torch.tensor([sr]), warp=_by([1.0]))
+    assert torch.allclose(plain, same, atol=1e-5)
+    # on a spectrum equal to its bin index, interpolation reads back the source bin exactly: bin
+    # g comes from g / a up to the knee (0.6 of the band, times a when a < 1), then from a
+    # straight line that ends on the top bin; the map is continuous and monotonic
+    top = 256
+    ramp = torch.arange(top + 1, dtype=torch.float32)[None, :, None].expand(3, -1, 2)
+    factors = torch.tensor([0.8, 1.0, 1.2])
+    warped = warp_frequencies(ramp, factors)[:, :, 0]  # (3, F)
+    for row, a in enumerate(factors.tolist()):
+        knee = 0.6 * top * min(a, 1.0)
+        g = torch.arange(top + 1, dtype=torch.float32)
+        below, above = g <= knee, g > knee
+        assert torch.allclose(warped[row, below], g[below] / a, atol=1e-3)
+        line = knee / a + (top - knee / a) * (g[above] - knee) / (top - knee)
+        assert torch.allclose(warped[row, above], line, atol=1e-3)
+    assert torch.allclose(warped[:, 0], torch.zeros(3)) and torch.allclose(
+        warped[:, -1], torch.full((3,), float(top))
+    )
+    assert (warped.diff(dim=1) > 0).all() and warped.diff(dim=1).max() < 1.3
+    # log-mel, batched with padding: the short utterance's frames equal it warped alone
+    fe = FeatureExtractor(FeatureConfig())
+    a, b = torch.randn(16_000), torch.randn(9_000)
+    batch = torch.zeros(2, 16_000)
+    batch[0], batch[1, :9_000] = a, b
+    feats, lens = fe(batch, torch.tensor([16_000, 9_000]), warp=_by([0.95, 1.08]))
+    alone, _ = fe(b[None], torch.tensor([9_000]), warp=_by([1.08]))
+    assert torch.allclose(feats[1, : lens[1]], alone[0], atol=1e-4)
+    assert not torch.allclose(alone, fe(b[None], torch.tensor([9_000]))[0], atol=1e-2)
