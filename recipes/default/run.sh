@@ -14,22 +14,20 @@
 #
 # Resumable: a stage whose output exists is skipped (and says so); a training stage that was
 # stopped starts again where it stopped (asr train resumes from its last.pt) and is done when
-# exp/<stage>/.done exists. Times are this project's 2-core CPU. Run from the repository root.
+# exp/<stage>/.done exists. Times are this project's 2-core CPU. Paths are taken from the
+# repository root, where the script runs whatever the directory it is started from.
 set -euo pipefail
+cd "$(dirname "$0")/../.."
+source recipes/stages.sh
 
-stage=0
-stop_stage=100
-dry_run=false
 from_git=""
 skip_to=1  # with --from-git, the lineage's stages before this one are not run
 DATA=../shared/data
 PY="${PYTHON:-python3}"
-
+parse_stage_options "$@"
+set -- "${REST[@]+"${REST[@]}"}"
 while [ $# -gt 0 ]; do
   case $1 in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    --dry-run) dry_run=true; shift ;;
     --from-git) from_git=$2; shift 2 ;;
     --data) DATA=$2; shift 2 ;;
     *) echo "run.sh: unknown option $1 (see the comment at the top)" >&2; exit 2 ;;
@@ -50,51 +48,10 @@ TRAIN_TEXT=(data/default/an4/train.jsonl data/default/fsdd/train.jsonl data/defa
 
 log() { echo "# $*"; }
 
-# show CMD...: the command as one line to copy (words quoted only where the shell needs it)
-show() {
-  local out=() a
-  for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./,:=+@%-]+$ ]]; then out+=("$a"); else out+=("$(printf '%q' "$a")"); fi
-  done
-  echo "${out[*]}"
-}
-
-# made OUT: OUT exists, or an earlier command of this --dry-run would have written it
-declare -A planned=()
-made() { [ -e "$1" ] || [ -n "${planned[$1]:-}" ]; }
-plan() { planned[$1]=1; }
-
-# run OUT CMD...: print CMD and run it, unless OUT exists (then say so) or --dry-run
-run() {
-  local out=$1; shift
-  if made "$out"; then log "skipped, $out exists: $(show "$@")"; return; fi
-  show "$@"
-  if $dry_run; then plan "$out"; else "$@"; fi
-}
-
-# run_to OUT CMD...: the same with CMD's standard output written to OUT
-run_to() {
-  local out=$1; shift
-  if made "$out"; then log "skipped, $out exists: $(show "$@") > $out"; return; fi
-  echo "$(show "$@") > $out"
-  if $dry_run; then plan "$out"; else mkdir -p "$(dirname "$out")" && "$@" > "$out.tmp" && mv "$out.tmp" "$out"; fi
-}
-
-# train OUT CONFIG...: asr train over conf/model/small.yaml, done once OUT/.done exists
-train() {
-  local out=$1; shift
-  local configs=(-c conf/model/small.yaml)
-  for c in "$@"; do configs+=(-c "$c"); done
-  if made "$out/.done"; then
-    log "skipped, $out/.done exists: $(show $PY -m asr train --out "$out" "${configs[@]}")"
-    return
-  fi
-  show $PY -m asr train --out "$out" "${configs[@]}"
-  if $dry_run; then plan "$out/.done"; else $PY -m asr train --out "$out" "${configs[@]}" && touch "$out/.done"; fi
-}
-
 # a stage of the lineage over base.yaml: recipes/default/NAME.yaml -> exp/NAME/best.pt
-train_stage() { train "exp/$1" recipes/default/base.yaml "recipes/default/$1.yaml"; }
+train_stage() {
+  train "exp/$1" -c conf/model/small.yaml -c recipes/default/base.yaml -c "recipes/default/$1.yaml"
+}
 
 # weights GEN: a generation's float32 weights (what the next stage, the LM tuning and scoring read)
 weights() {
@@ -110,38 +67,40 @@ weights() {
 generation() {
   case $1 in
     gen1)  # from scratch, three runs (~2 h 30 min, 19 min, 17 min); the first generation is the last
-      train exp/default recipes/default/default.yaml
-      train exp/default-join recipes/default/default.yaml recipes/default/join.yaml
-      train exp/default-join5 recipes/default/default.yaml recipes/default/join_many.yaml
-      run exp/gen1.pt $PY -m asr export --model exp/default-join5/best.pt --out exp/gen1.pt --half ;;
+      train exp/default -c conf/model/small.yaml -c recipes/default/default.yaml
+      train exp/default-join -c conf/model/small.yaml -c recipes/default/default.yaml \
+        -c recipes/default/join.yaml
+      train exp/default-join5 -c conf/model/small.yaml -c recipes/default/default.yaml \
+        -c recipes/default/join_many.yaml
+      run exp/gen1.pt $ASR export --model exp/default-join5/best.pt --out exp/gen1.pt --half ;;
     gen2) train_stage gen2 ;;   # ~1 h 50 min: all six corpora, from the first generation
     gen3)  # ~1 h 50 min; the fourth started from its float16 export
       train_stage gen3
-      run exp/gen3.pt $PY -m asr export --model exp/gen3/best.pt --out exp/gen3.pt --half ;;
+      run exp/gen3.pt $ASR export --model exp/gen3/best.pt --out exp/gen3.pt --half ;;
     gen4) train_stage gen4 ;;   # ~1 h 20 min
     gen5) train_stage gen5 ;;   # 2 h 0 min: widened to 384 units
     gen6) train_stage gen6 ;;   # 1 h 46 min
     gen7) train_stage gen7 ;;   # 1 h 45 min
     gen8)  # 1 h 48 min; the ninth started from its float16 export
       train_stage gen8
-      run exp/gen8.pt $PY -m asr export --model exp/gen8/best.pt --out exp/gen8.pt --half ;;
+      run exp/gen8.pt $ASR export --model exp/gen8/best.pt --out exp/gen8.pt --half ;;
     gen9) train_stage gen9 ;;   # 1 h 38 min
     gen10) train_stage gen10 ;; # ~1 h 36 min
     gen11) train_stage gen11 ;; # ~1 h 30 min
     gen12) train_stage gen12 ;; # 1 h 44 min
     gen13)  # ~1 h 35 min; the generation is the mean of this stage and the twelfth
       train_stage gen13
-      run exp/avg1213.pt $PY -m asr export --model exp/gen13/best.pt --average exp/gen12/best.pt \
+      run exp/avg1213.pt $ASR export --model exp/gen13/best.pt --average exp/gen12/best.pt \
         --out exp/avg1213.pt ;;
     gen14)  # ~1 h 36 min; the mean of this stage and its start
       train_stage gen14
-      run exp/avg1314.pt $PY -m asr export --model exp/gen14/best.pt --average exp/avg1213.pt \
+      run exp/avg1314.pt $ASR export --model exp/gen14/best.pt --average exp/avg1213.pt \
         --out exp/avg1314.pt ;;
     gen15)  # ~1 h 36 min; the mean of this stage and its start, and the shipped file
       train_stage gen15
-      run exp/avg1415.pt $PY -m asr export --model exp/gen15/best.pt --average exp/avg1314.pt \
+      run exp/avg1415.pt $ASR export --model exp/gen15/best.pt --average exp/avg1314.pt \
         --out exp/avg1415.pt
-      run exp/gen15.pt $PY -m asr export --model exp/avg1415.pt --out exp/gen15.pt --half ;;
+      run exp/gen15.pt $ASR export --model exp/avg1415.pt --out exp/gen15.pt --half ;;
     *) train_stage "$1" ;;
   esac
 }
@@ -158,7 +117,14 @@ if [ -n "$from_git" ]; then
     *) echo "run.sh: --from-git takes gen1, gen3, gen8, gen13, gen14 or gen15" >&2; exit 2 ;;
   esac
   log "--from-git $from_git: its shipped float16 file, not a rebuild"
-  for f in "${files[@]}"; do run_to "$f" git show "$sha:asr/pretrained/default.pt"; done
+  for f in "${files[@]}"; do
+    if made "$f"; then log "skipped, $f exists: git show $sha:asr/pretrained/default.pt > $f"; continue; fi
+    echo "git show $sha:asr/pretrained/default.pt > $f"
+    if $DRY_RUN; then PLANNED[$f]=1; continue; fi
+    mkdir -p "$(dirname "$f")"
+    git show "$sha:asr/pretrained/default.pt" > "$f.tmp"
+    mv "$f.tmp" "$f"
+  done
   for i in "${!LINEAGE[@]}"; do
     if [ "${LINEAGE[$i]}" = "$from_git" ]; then skip_to=$((i + 2)); fi
   done
@@ -166,57 +132,48 @@ fi
 
 n=${#LINEAGE[@]}
 LM=$((n + 1)) TUNE=$((n + 2)) EXPORT=$((n + 3)) SCORE=$((n + 4)) NEXT=$((n + 5))
-want() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] && { [ "$1" -eq 0 ] || [ "$1" -ge "$skip_to" ]; }; }
+# step N DESCRIPTION: stage N is to run (stages.sh's stage), unless --from-git skipped it
+step() { { [ "$1" -eq 0 ] || [ "$1" -ge "$skip_to" ]; } && stage "$@"; }
 
-if want 0; then  # not timed here
-  log "stage 0: data preparation (recipes/default/prepare.sh)"
-  if [ -e data/default/.done ]; then
-    log "skipped, data/default/.done exists: bash recipes/default/prepare.sh $DATA data/default"
-  else
-    echo "bash recipes/default/prepare.sh $DATA data/default"
-    $dry_run || { bash recipes/default/prepare.sh "$DATA" data/default && touch data/default/.done; }
-  fi
+if step 0 "data preparation (recipes/default/prepare.sh; not timed here)"; then
+  # prepare.sh writes Common Voice's manifests last
+  run data/default/commonvoice/test.jsonl bash recipes/default/prepare.sh "$DATA" data/default
 fi
 
 for i in "${!LINEAGE[@]}"; do
-  if want $((i + 1)); then
-    log "stage $((i + 1)): ${LINEAGE[$i]}"
+  if step $((i + 1)) "${LINEAGE[$i]}"; then
     generation "${LINEAGE[$i]}"
   fi
 done
 
-if want $LM; then  # 3-4 min (the general-English 3-gram: 1.6 GB peak)
-  log "stage $LM: the LM, 0.3 x the training transcripts + 0.7 x general English, 3-grams"
-  run exp/lm/train3.arpa $PY -m asr lm build "${TRAIN_TEXT[@]}" --order 3 --out exp/lm/train3.arpa
-  run exp/lm/general3q.arpa $PY -m asr lm build "$DATA/text" "${TRAIN_TEXT[@]}" --order 3 \
+if step $LM "the LM, 0.3 x the training transcripts + 0.7 x general English, 3-grams (~4 min)"; then
+  run exp/lm/train3.arpa $ASR lm build "${TRAIN_TEXT[@]}" --order 3 --out exp/lm/train3.arpa
+  run exp/lm/general3q.arpa $ASR lm build "$DATA/text" "${TRAIN_TEXT[@]}" --order 3 \
     --prune 0,2,3 --min-count 3 --out exp/lm/general3q.arpa
-  run exp/lm/lm3.arpa $PY -m asr lm mix exp/lm/train3.arpa exp/lm/general3q.arpa --weight 0.3 \
+  run exp/lm/lm3.arpa $ASR lm mix exp/lm/train3.arpa exp/lm/general3q.arpa --weight 0.3 \
     --out exp/lm/lm3.arpa
 fi
 
-if want $TUNE; then  # about 1 min
-  log "stage $TUNE: LM weight and word score for $FINAL, each dev set counting the same"
-  run exp/lm/decoder.yaml $PY -m asr lm tune --model "$(weights "$FINAL")" --lm exp/lm/lm3.arpa \
+if step $TUNE "LM weight and word score for $FINAL, each dev set counting the same (~1 min)"; then
+  run exp/lm/decoder.yaml $ASR lm tune --model "$(weights "$FINAL")" --lm exp/lm/lm3.arpa \
     --manifest "$DEV" --lm-weights 1.0,1.25,1.5,1.75 --word-scores=-1.5,-1,-0.5,0 \
     --average sets --jobs 2 --out exp/lm/decoder.yaml
 fi
 
-if want $EXPORT; then  # seconds
-  log "stage $EXPORT: the shipped file, float16: exp/$FINAL.pt with exp/lm/decoder.yaml (lm: lm3.arpa)"
-  run "exp/$FINAL.pt" $PY -m asr export --model "$(weights "$FINAL")" --out "exp/$FINAL.pt" --half
+if step $EXPORT "the shipped file, float16: exp/$FINAL.pt with exp/lm/decoder.yaml (lm: lm3.arpa)"; then
+  run "exp/$FINAL.pt" $ASR export --model "$(weights "$FINAL")" --out "exp/$FINAL.pt" --half
   log "to bundle it: cp exp/$FINAL.pt asr/pretrained/default.pt; cp exp/lm/decoder.yaml exp/lm/lm3.arpa asr/pretrained/"
 fi
 
-if want $SCORE; then  # about 9 min
-  log "stage $SCORE: every held-out split, greedy and beam + LM"
+if step $SCORE "every held-out split, greedy and beam + LM (~9 min)"; then
   run_to "exp/score_$FINAL.md" $PY recipes/default/score.py --model "$(weights "$FINAL")" \
     --decoder-config exp/lm/decoder.yaml --sets all
 fi
 
-if want $NEXT; then  # the candidate: not on the lineage until it beats $FINAL on dev with the LM
-  log "stage $NEXT: candidate $CANDIDATE, from exp/$FINAL.pt (not timed yet)"
+# the candidate: not on the lineage until it beats $FINAL on dev with the LM
+if step $NEXT "candidate $CANDIDATE, from exp/$FINAL.pt (not timed yet)"; then
   train_stage "$CANDIDATE"
-  run "exp/$CANDIDATE.pt" $PY -m asr export --model "exp/$CANDIDATE/best.pt" --out "exp/$CANDIDATE.pt" --half
+  run "exp/$CANDIDATE.pt" $ASR export --model "exp/$CANDIDATE/best.pt" --out "exp/$CANDIDATE.pt" --half
   run_to "exp/score_$CANDIDATE.md" $PY recipes/default/score.py --model "exp/$CANDIDATE/best.pt" \
     --baseline "$(weights "$FINAL")" --decoder-config exp/lm/decoder.yaml --sets all
 fi
