@@ -16,7 +16,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-SAMPLE_RATE = 16_000
+from asr.config import SAMPLE_RATE
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph", ".aiff", ".aif", ".m4a")
 
 

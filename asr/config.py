@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from asr.audio import SAMPLE_RATE
+SAMPLE_RATE = 16_000  # Hz: the features' rate unless a config says otherwise
 
 
 class ConfigError(ValueError):

@@ -65,3 +65,23 @@ def test_the_import_graph_has_no_cycle():
 
 def test_nothing_imports_the_cli():
     assert {m for m, deps in _graph().items() if "asr.cli" in deps} <= {"asr.__main__"}
+
+
+def test_the_config_imports_no_other_asr_module():
+    """The schema is the bottom of the house: every module may read it, it reads none of them."""
+    assert _graph()["asr.config"] == set()
+
+
+def test_inference_never_reaches_the_training_loop():
+    """Evaluation, transcription, decoding and serving import nothing that imports training code,
+    directly or through another module."""
+    graph = _graph()
+    training = {"asr.train", "asr.train_state", "asr.surgery", "asr.augment"}
+    for start in ("asr.evaluate", "asr.transcribe", "asr.decode", "asr.serve", "asr.lm_tune"):
+        seen, todo = set(), [start]
+        while todo:
+            for dep in graph.get(todo.pop(), ()):
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        assert not seen & training, (start, sorted(seen & training))
