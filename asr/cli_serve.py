@@ -64,6 +64,13 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--max-streams", type=int, default=4, help="open streams (default 4)")
     g.add_argument(
+        "--max-connections",
+        type=int,
+        default=64,
+        help="open connections; a request past them gets 503 (default 64). Besides, a connection "
+        "is closed when its headers take over 10 s, or it idles 5 s between requests",
+    )
+    g.add_argument(
         "--pause",
         type=float,
         default=0.5,
@@ -93,6 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_decodes=args.max_decodes,
         max_waiting=args.max_waiting,
         max_streams=args.max_streams,
+        max_connections=args.max_connections,
         stream=StreamConfig(pause_seconds=args.pause),
     )
     if args.threads is not None and args.threads < 1:

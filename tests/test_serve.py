@@ -569,3 +569,59 @@ def test_is_loopback():
     assert is_loopback("127.3.4.5")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
     assert not is_loopback("example.org")
+
+
+def _closed_after(sock: socket.socket, limit: float, drip: bytes = b"") -> float:
+    """Seconds until the server closes ``sock`` (sending ``drip`` a byte every 0.2 s meanwhile)."""
+    started = time.monotonic()
+    sock.settimeout(0.2)
+    for byte in [drip[i : i + 1] for i in range(len(drip))] or [b""] * int(limit * 5 + 10):
+        try:
+            if byte:
+                sock.sendall(byte)
+            if sock.recv(4096) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except OSError:  # reset: closed too
+            return time.monotonic() - started
+        assert time.monotonic() - started < limit + 5, "still open"
+    raise AssertionError("still open")
+
+
+def test_slow_headers_and_idle_connections_are_closed_and_connections_capped(rec, client):
+    cfg = ServeConfig(timeout=2.0, max_connections=3)
+    app = create_app(rec, cfg, lambda: GreedyDecoder(rec.tokenizer))
+    with ServerThread(app) as server:
+        address = (server.host, server.port)
+        with socket.create_connection(address) as silent:  # sends nothing at all
+            assert 1.5 < _closed_after(silent, 2.0) < 4.0
+        with socket.create_connection(address) as slow:  # slowloris: a byte every 0.2 s
+            drip = b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 200
+            assert 1.5 < _closed_after(slow, 2.0, drip) < 4.0
+        with socket.create_connection(address) as idle:  # answered, then idle: keep-alive ends
+            idle.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+            assert _closed_after(idle, 2.0) < 4.0
+        # a WebSocket outlives the header timeout (the upgrade hands the connection over)
+        with _connect(_stream_url(server, 16_000)) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+            for _ in range(6):
+                ws.send(bytes(2 * 8_000))  # 0.5 s of silence every 0.5 s
+                time.sleep(0.5)
+            ws.send(json.dumps({"type": "end"}))
+            while (event := json.loads(ws.recv(timeout=10)))["type"] != "done":
+                pass
+            assert event["duration"] == 3.0
+        # connections beyond max_connections: a request on one gets 503, then they go on
+        held = [socket.create_connection(address) for _ in range(3)]
+        try:
+            time.sleep(0.2)
+            response = client.get(server.url + "/v1/health")
+            assert response.status_code == 503
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.2)
+        assert client.get(server.url + "/v1/health").status_code == 200
+        assert client.get(server.url + "/v1/model").json()["limits"]["max_connections"] == 3

@@ -95,6 +95,9 @@ class ServeConfig:
         max_decodes: decodes running at once (each holds a decoder, and a copy of its LM).
         max_waiting: requests that may wait for a decode; the next one gets 503.
         max_streams: WebSocket streams open at once; the next one is refused (503).
+        max_connections: connections open at once (uvicorn's ``limit_concurrency``); a request
+            on one past it gets 503. A connection is closed when its headers take longer than
+            10 s (or ``timeout``, if shorter), or it is idle 5 s between requests.
         stream: when a stream's text becomes final.
     """
 
@@ -104,13 +107,19 @@ class ServeConfig:
     max_decodes: int = 2
     max_waiting: int = 16
     max_streams: int = 4
+    max_connections: int = 64
     stream: StreamConfig = field(default_factory=StreamConfig)
 
     def __post_init__(self) -> None:
         for name in ("max_upload_mb", "max_duration", "timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"serve: {name} must be > 0, got {getattr(self, name)}")
-        for name, low in (("max_decodes", 1), ("max_waiting", 0), ("max_streams", 1)):
+        for name, low in (
+            ("max_decodes", 1),
+            ("max_waiting", 0),
+            ("max_streams", 1),
+            ("max_connections", 1),
+        ):
             if getattr(self, name) < low:
                 raise ValueError(f"serve: {name} must be >= {low}, got {getattr(self, name)}")
 
@@ -276,6 +285,7 @@ class _Api:
                     "max_decodes": self.cfg.max_decodes,
                     "max_waiting": self.cfg.max_waiting,
                     "max_streams": self.cfg.max_streams,
+                    "max_connections": self.cfg.max_connections,
                 },
                 "stream": asdict(self.cfg.stream),
             }

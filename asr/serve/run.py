@@ -9,8 +9,12 @@ import time
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 WS_MAX_MESSAGE = 1 << 20  # bytes in one WebSocket message: 32 s of 16 kHz PCM, plenty for a chunk
+HEADER_SECONDS = 10.0  # a request's headers must arrive this soon after the connection opens
+KEEP_ALIVE_SECONDS = 5.0  # an idle connection between requests is closed after this
+MAX_HEADER_BYTES = 16 * 1024  # request line and headers larger than this: 400 (h11's default)
 
 
 def is_loopback(host: str) -> bool:
@@ -23,11 +27,59 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class HeaderTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    """uvicorn's HTTP protocol (httptools where installed, else h11) that also closes a connection
+    whose request headers have not all arrived :attr:`header_seconds` after it opened or after its
+    last response.
+
+    uvicorn times out only an idle keep-alive connection, and only once it has answered on it: a
+    connection that sends nothing, or its headers a byte a second (slowloris), was held forever.
+    A body is the application's to time out (``ServeConfig.timeout``), a WebSocket its own.
+    """
+
+    header_seconds = HEADER_SECONDS
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def, override]
+        super().connection_made(transport)
+        self._header_timer = self.loop.call_later(self.header_seconds, self._headers_late)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._header_timer.cancel()
+        self._header_timer = self.loop.call_later(self.header_seconds, self._headers_late)
+
+    def handle_websocket_upgrade(self, *args) -> None:  # type: ignore[no-untyped-def]
+        self._header_timer.cancel()  # the connection is the WebSocket protocol's from here
+        super().handle_websocket_upgrade(*args)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._header_timer.cancel()
+        super().connection_lost(exc)
+
+    def _headers_late(self) -> None:
+        # no request since the connection opened or since the last response: a new request's
+        # complete headers start a new cycle (a partial request is buffered by the parser)
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and not self.transport.is_closing():
+            self.transport.close()
+
+
 def _config(app: Starlette, log_level: str, **where) -> uvicorn.Config:
+    """uvicorn's settings for ``app``, with the connection limits of its ``ServeConfig``."""
+    cfg = app.state.api.cfg
+    protocol = type(
+        "HeaderTimeoutProtocol",
+        (HeaderTimeoutProtocol,),
+        {"header_seconds": min(HEADER_SECONDS, cfg.timeout)},
+    )
     return uvicorn.Config(
         app,
         log_level=log_level,
+        http=protocol,
         ws_max_size=WS_MAX_MESSAGE,
+        timeout_keep_alive=min(KEEP_ALIVE_SECONDS, cfg.timeout),
+        limit_concurrency=cfg.max_connections,  # connections (or tasks) past it: 503
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         timeout_graceful_shutdown=5,
         **where,
     )
