@@ -22,6 +22,14 @@ def add_lm(sub: argparse._SubParsersAction) -> None:
         description="Word n-gram language models for the beam decoder, without KenLM's tools.",
     )
     lm = p.add_subparsers(dest="lm_command", required=True, metavar="LM_COMMAND")
+    _add_build(lm)
+    _add_mix(lm)
+    _add_lexicon(lm)
+    _add_tune(lm)
+
+
+def _add_build(lm: argparse._SubParsersAction) -> None:
+    """``asr lm build``: estimate an n-gram from text."""
     b = lm.add_parser(
         "build",
         help="estimate a modified Kneser-Ney n-gram and write it as ARPA",
@@ -44,6 +52,10 @@ def add_lm(sub: argparse._SubParsersAction) -> None:
         "--min-count", type=int, default=1, help="words seen fewer times become <unk> (default 1)"
     )
     b.add_argument("--out", type=Path, required=True, help="the .arpa file to write")
+
+
+def _add_mix(lm: argparse._SubParsersAction) -> None:
+    """``asr lm mix``: interpolate two ARPA models."""
     m = lm.add_parser(
         "mix",
         help="interpolate two ARPA models linearly",
@@ -55,6 +67,10 @@ def add_lm(sub: argparse._SubParsersAction) -> None:
     m.add_argument("second", type=Path, help="ARPA model B")
     m.add_argument("--weight", type=float, required=True, help="A's weight in (0, 1)")
     m.add_argument("--out", type=Path, required=True, help="the .arpa file to write")
+
+
+def _add_lexicon(lm: argparse._SubParsersAction) -> None:
+    """``asr lm lexicon``: the decoder's word -> spelling list."""
     x = lm.add_parser(
         "lexicon",
         help="write the decoder's lexicon (word -> spelling)",
@@ -67,6 +83,11 @@ def add_lm(sub: argparse._SubParsersAction) -> None:
     x.add_argument(
         "--model", type=Path, default=None, help="model whose tokens spell (default: bundled)"
     )
+
+
+def _add_tune(lm: argparse._SubParsersAction) -> None:
+    """``asr lm tune``: the LM weight and word score search (it loads a model, so it takes
+    ``--precision``)."""
     t = lm.add_parser(
         "tune",
         help="search LM weight and word score on a dev set",
