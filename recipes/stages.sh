@@ -77,3 +77,55 @@ train() {
   $ASR train --out "$out" "$@"
   touch "$out/.done"
 }
+
+# corpus_recipe CORPUS DEV_SPEAKERS ARGS...: the five stages of a one-corpus recipe, from the
+# corpus to a tuned decoder config: 0 prepare (DEV_SPEAKERS held out as dev), 1 train
+# (recipes/CORPUS/CORPUS.yaml), 2 a word n-gram of the training transcripts, 3 its weights chosen
+# on dev, 4 the test set scored greedy and with the LM. ARGS: --stage/--stop-stage/--dry-run,
+# --source DIR (a local copy; default --download), --test-speakers N (hold N training speakers
+# out as test, for a copy without the corpus's own test set), --data DIR, --exp DIR,
+# --model-config YAML, --lm-order N, and KEY=VALUE overrides for asr train.
+corpus_recipe() {
+  local corpus=$1 dev=$2
+  shift 2
+  local source="" test=0 data="data/$corpus" exp="exp/$corpus" model=conf/model/small.yaml order=3
+  parse_stage_options "$@"
+  set -- "${REST[@]+"${REST[@]}"}"
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --source) source=$2; shift 2 ;;
+      --test-speakers) test=$2; shift 2 ;;
+      --data) data=$2; shift 2 ;;
+      --exp) exp=$2; shift 2 ;;
+      --model-config) model=$2; shift 2 ;;
+      --lm-order) order=$2; shift 2 ;;
+      *=*) OVERRIDES+=("$1"); shift ;;
+      *) echo "run.sh: unknown option $1 (see the comment at the top)" >&2; exit 2 ;;
+    esac
+  done
+  local from=(--download)
+  [ -n "$source" ] && from=("$source")
+  if stage 0 "prepare: $dev training speakers held out as dev ($test as test)"; then
+    run "$data/dev.jsonl" $ASR prepare "$corpus" "${from[@]}" --out "$data" --dev "$dev" \
+      --test "$test" --seed 1
+  fi
+  if stage 1 "train"; then
+    train "$exp" -c "$model" -c "recipes/$corpus/$corpus.yaml" data.train="$data/train.jsonl" \
+      data.valid="$data/dev.jsonl" "${OVERRIDES[@]+"${OVERRIDES[@]}"}"
+  fi
+  if stage 2 "a word $order-gram of the training transcripts"; then
+    run "$exp/lm$order.arpa" $ASR lm build "$data/train.jsonl" --order "$order" \
+      --out "$exp/lm$order.arpa"
+  fi
+  if stage 3 "the LM's weight and word score, chosen on dev"; then
+    run "$exp/decoder.yaml" $ASR lm tune --model "$exp/best.pt" --manifest "$data/dev.jsonl" \
+      --lm "$exp/lm$order.arpa" --lm-weights=0.25,0.5,0.75,1.0,1.5 --word-scores=-1,0,1,2 \
+      --out "$exp/decoder.yaml"
+  fi
+  if stage 4 "the test set, greedy and with the LM"; then
+    run_to "$exp/test-greedy.txt" $ASR evaluate --model "$exp/best.pt" \
+      --manifest "$data/test.jsonl" --decoder greedy
+    run_to "$exp/test-lm.txt" $ASR evaluate --model "$exp/best.pt" \
+      --manifest "$data/test.jsonl" --decoder-config "$exp/decoder.yaml"
+  fi
+}

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import soundfile as sf
 
 from tests.conftest import ROOT, tone
@@ -43,18 +44,48 @@ def _an4_tree(root):
     return root
 
 
-def test_an4_run_sh_end_to_end(tmp_path):
-    source = _an4_tree(tmp_path / "corpus")
+def _speechocean_tree(root):
+    """``root/train``: speechocean762's Kaldi directory (13 speakers, one utterance each), audio
+    under ``root/WAVE`` with ``wav.scp`` relative to ``root``, upper-case text."""
+    words = ["IT IS SO HARD", "THIS MONTH", "GOOD", "A SPRING PLAY"]
+    (root / "train").mkdir(parents=True)
+    scp, text, utt2spk = [], [], []
+    for s in range(13):
+        utt, spk = f"{s:04d}0001", f"{s:04d}"
+        path = f"WAVE/SPEAKER{spk}/{utt}.wav"
+        (root / path).parent.mkdir(parents=True)
+        sf.write(root / path, tone(0.8, 16_000, seed=s), 16_000)
+        scp.append(f"{utt} {path}")
+        text.append(f"{utt} {words[s % 4]}")
+        utt2spk.append(f"{utt} {spk}")
+    for name, lines in (("wav.scp", scp), ("text", text), ("utt2spk", utt2spk)):
+        (root / "train" / name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+RECIPES = {  # recipe -> (its corpus layout, --test-speakers for a copy without a test split)
+    "an4": (_an4_tree, "0"),
+    "speechocean762": (_speechocean_tree, "1"),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_run_sh_end_to_end(recipe, tmp_path):
+    layout, test_speakers = RECIPES[recipe]
+    source = layout(tmp_path / "corpus")
+    script = f"recipes/{recipe}/run.sh"
     data, exp = tmp_path / "data", tmp_path / "exp"
     args = ["--source", str(source), "--data", str(data), "--exp", str(exp)]
-    args += ["--model-config", "conf/model/tiny.yaml", "train.epochs=1", "train.precision=fp32"]
-    planned = _run("recipes/an4/run.sh", "--dry-run", *args)
-    assert "asr prepare an4" in planned and "asr lm tune" in planned and not data.exists()
-    out = _run("recipes/an4/run.sh", *args)
+    args += ["--test-speakers", test_speakers, "--model-config", "conf/model/tiny.yaml"]
+    args += ["train.epochs=1", "train.precision=fp32"]
+    planned = _run(script, "--dry-run", *args)
+    assert f"asr prepare {recipe}" in planned and "asr lm tune" in planned
+    assert not data.exists()
+    out = _run(script, *args)
     for stage in range(5):
         assert f"# stage {stage}:" in out
     for name in ("best.pt", "lm3.arpa", "decoder.yaml", "test-greedy.txt", "test-lm.txt"):
         assert (exp / name).is_file(), name
     assert "WER" in (exp / "test-lm.txt").read_text()
-    again = _run("recipes/an4/run.sh", *args)  # every stage's output exists: all skipped
+    again = _run(script, *args)  # every stage's output exists: all skipped
     assert again.count("# skipped") == 6 and "asr train" in again
