@@ -68,12 +68,15 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as f:
+        # through a Python file, so a failed write is an OSError with its errno (ENOSPC): given a
+        # path, torch writes in C++ and says only "[enforce fail at inline_container.cc...]"
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        reason = _reason(exc)
         kept = (
             f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
         )
@@ -81,6 +84,17 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a write failed: the OS's words (``No space left on device``) where an OSError lies
+    under torch's RuntimeError, else the error's first line."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def model_record(

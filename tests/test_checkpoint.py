@@ -89,7 +89,7 @@ def test_atomic_save_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     atomic_save({"v": 1}, path)
 
     def boom(obj, f):
-        open(f, "wb").write(b"partial")
+        f.write(b"partial")  # atomic_save hands torch.save an open file
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", boom)

@@ -3,6 +3,8 @@ status (2 for a refused command, 1 for "some files failed"), nothing lost, nothi
 the output folder. One test per hole a probe of ~150 bad inputs found (see docs/bad-input.md, "What bad
 input gets"), beside the cases that already passed it."""
 
+import errno
+import io
 import json
 import os
 import pickle
@@ -212,6 +214,51 @@ def test_a_full_disk_is_an_error_and_the_old_checkpoint_is_kept(tmp_path, monkey
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(2))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left behind
+
+
+def test_a_disk_filling_under_torch_save_says_so(tmp_path, monkeypatch):
+    """torch.save's own writer fails with "[enforce fail at inline_container.cc...]" when the
+    disk fills; the message names the OS's reason instead."""
+    path = tmp_path / "last.pt"
+    atomic_save({"a": torch.zeros(2)}, path)
+    real_save = torch.save
+
+    class Filling(io.RawIOBase):  # the file, but the disk fills after 1 KB
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def writable(self):
+            return True
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 1024:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.f.write(data)
+
+    monkeypatch.setattr(torch, "save", lambda obj, f: real_save(obj, Filling(f)))
+    with pytest.raises(SaveError) as refused:
+        atomic_save({"a": torch.ones(100_000)}, path)
+    assert str(refused.value) == (
+        f"{path}: cannot write it (No space left on device); the previous last.pt is kept"
+    )
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+    mnt = tmp_path / "small"  # a real full disk: a 1 MB tmpfs (needs root)
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                          capture_output=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {done.stderr.decode().strip()}")
+    try:
+        atomic_save({"a": torch.zeros(2)}, mnt / "last.pt")
+        with pytest.raises(SaveError, match=r"cannot write it \(No space left on device\); the pr"):
+            atomic_save({"a": torch.ones(1 << 20)}, mnt / "last.pt")  # 4 MB
+        assert [p.name for p in mnt.iterdir()] == ["last.pt"]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_a_really_full_filesystem(tmp_path, example_manifest, capsys):
