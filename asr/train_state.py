@@ -2,13 +2,13 @@
 (:func:`save`) and put back (:func:`restore`) so a run resumes exactly, also from inside an epoch.
 
 :class:`TrainState` is where a run stands (epochs done, history, best WER, the place inside the
-current epoch); :class:`Run` holds the parts :func:`asr.train.build` makes (model, optimiser,
+current epoch); :class:`Run` holds the parts :func:`asr.train_setup.build` makes (model, optimiser,
 schedule, ...). ``last.pt`` adds to the model file the optimiser, schedule and loss-scaler states,
 the moving average of the weights (``train.ema_decay``), every rank's random state and place in
 the epoch, and the training loader's generator. Each
 utterance's augmentation is seeded by ``(train.seed, epoch, utterance)``
-(:class:`asr.data.BucketBatchSampler`), so nothing else is needed. Only :mod:`asr.train` imports
-this module.
+(:class:`asr.data.BucketBatchSampler`), so nothing else is needed. Only the training loop
+(:mod:`asr.train`, :mod:`asr.train_setup`) imports this module.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class TrainState:
 
 @dataclass
 class Run:
-    """The parts of one training run (what :func:`asr.train.build` makes), handed to each step
+    """The parts of one training run (what :func:`asr.train_setup.build` makes), handed to each step
     and to :func:`save` and :func:`restore`; it does nothing itself."""
 
     cfg: Config

@@ -76,7 +76,7 @@ def test_inference_never_reaches_the_training_loop():
     """Evaluation, transcription, decoding and serving import nothing that imports training code,
     directly or through another module."""
     graph = _graph()
-    training = {"asr.train", "asr.train_state", "asr.surgery", "asr.augment"}
+    training = {"asr.train", "asr.train_setup", "asr.train_state", "asr.surgery", "asr.augment"}
     for start in ("asr.evaluate", "asr.transcribe", "asr.decode", "asr.serve", "asr.lm_tune"):
         seen, todo = set(), [start]
         while todo:

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from asr.config import load_config
-from asr.train import lr_lambda, train
+from asr.train import train
+from asr.train_setup import lr_lambda
 from asr.transcribe import load_model
 from tests.conftest import DATA, ROOT
 
@@ -258,7 +259,7 @@ def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights(
 
 
 def test_moving_average_starts_from_the_weights_and_follows_them():
-    from asr.train import make_ema
+    from asr.train_setup import make_ema
 
     model = torch.nn.Linear(3, 2)
     start = {k: v.clone() for k, v in model.state_dict().items()}
@@ -352,7 +353,7 @@ def test_a_moving_average_turned_on_or_off_at_a_resume_is_said(tmp_path, example
     from the resumed weights; resumed without it, the checkpoint's average is dropped. Both said."""
     from types import SimpleNamespace
 
-    from asr.train import make_ema
+    from asr.train_setup import make_ema
     from asr.train_state import _restore_ema
 
     resumed, other = torch.nn.LSTM(3, 4), torch.nn.LSTM(3, 4)  # different random weights
@@ -574,6 +575,7 @@ def _scripted_decoder(monkeypatch, texts: list[str]) -> None:
     validation (each call of ``evaluate`` from the training loop) with ``texts[k]``: WERs
     chosen by the test, whatever the tiny model puts out."""
     import asr.train as train_module
+    import asr.train_setup as setup_module
     from asr.decode import Hypothesis
 
     calls = [-1]
@@ -593,7 +595,7 @@ def _scripted_decoder(monkeypatch, texts: list[str]) -> None:
         return decode, {"scripted": str(path)}
 
     monkeypatch.setattr(train_module, "evaluate", counted)
-    monkeypatch.setattr(train_module, "make_valid_decoder", make)
+    monkeypatch.setattr(setup_module, "make_valid_decoder", make)
 
 
 def test_a_valid_decoder_chooses_best_pt_and_the_average(tmp_path, example_manifest, monkeypatch):
