@@ -263,7 +263,23 @@ def restore(run: Run, loader: DataLoader, path: Path) -> TrainState:
             f"{now or '(greedy)'} (another decoding): the next epoch's weights replace best.pt, "
             "and from there on the new decoding chooses"
         )
-    spe = run.steps_per_epoch
+    _restore_place(run, state, saved)
+    _restore_random(run, loader, state, saved)
+    where = f"after epoch {state.epoch}"
+    if state.progress.batches:
+        where = (
+            f"in epoch {state.epoch + 1} after step {state.progress.steps} "
+            f"({state.progress.batches} batches)"
+        )
+    log.info(f"resumed from {path} {where}")
+    return state
+
+
+def _restore_place(run: Run, state: TrainState, saved: dict) -> None:
+    """Put the run where the checkpoint stood: this rank's place inside the epoch, or, resumed
+    with another number of ranks or accumulation, the schedule's place by epochs (an epoch the
+    checkpoint was written inside then starts over)."""
+    spe, ddp = run.steps_per_epoch, run.ddp
     moved = saved.get("steps_per_epoch", spe) != spe  # another number of ranks or accumulation
     inside = saved.get("progress_per_rank")  # written inside an epoch: each rank's place
     restart = inside is not None and (moved or len(inside) != ddp.world_size)
@@ -281,6 +297,11 @@ def restore(run: Run, loader: DataLoader, path: Path) -> TrainState:
             log.info(
                 f"epoch {state.epoch + 1} starts over: its batches are dealt out otherwise now"
             )
+
+
+def _restore_random(run: Run, loader: DataLoader, state: TrainState, saved: dict) -> None:
+    """Put back this rank's random state and the training loader's generator."""
+    ddp = run.ddp
     per_rank = saved.get("rng_per_rank", [saved["rng"]])
     if len(per_rank) == ddp.world_size:
         set_rng_state(per_rank[ddp.rank])
@@ -290,14 +311,6 @@ def restore(run: Run, loader: DataLoader, path: Path) -> TrainState:
         seed_everything(run.cfg.train.seed + 1000 * ddp.rank + state.epoch)
     if "loader_generator" in saved:
         loader.generator.set_state(saved["loader_generator"])
-    where = f"after epoch {state.epoch}"
-    if state.progress.batches:
-        where = (
-            f"in epoch {state.epoch + 1} after step {state.progress.steps} "
-            f"({state.progress.batches} batches)"
-        )
-    log.info(f"resumed from {path} {where}")
-    return state
 
 
 def _restore_ema(run: Run, saved: dict | None, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The house's shape: inference never imports the training loop, and no module imports in a circle.
+"""The house's shape: inference never imports the training loop, no module imports in a circle,
+the config imports no other module, and functions and the training loop stay short.
 
 Read from the source (every ``import`` statement, at module level or inside a function), so a lazy
 import cannot hide an edge.
@@ -85,3 +86,24 @@ def test_inference_never_reaches_the_training_loop():
                     seen.add(dep)
                     todo.append(dep)
         assert not seen & training, (start, sorted(seen & training))
+
+
+MAX_FUNCTION_LINES = 80  # a longer function holds more than one step: name its parts
+MAX_TRAIN_LINES = 450  # the training loop reads as named steps; set-up and state live beside it
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([d.lineno for d in node.decorator_list] + [node.lineno])
+                lines = node.end_lineno - first + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines}")
+    assert not long, long
+
+
+def test_the_training_loop_stays_short():
+    lines = len((PACKAGE / "train.py").read_text().splitlines())
+    assert lines < MAX_TRAIN_LINES, f"asr/train.py: {lines} lines"
