@@ -342,9 +342,10 @@ def spec_augment(
         keep &= ~hit.any(1)[:, None, :]
     if cfg.time_masks > 0 and cfg.time_width > 0:
         lens = feat_lens.to(device)
+        # (B,): each utterance's widest time mask
         max_w = torch.minimum(
             torch.full_like(lens, cfg.time_width), (lens.float() * cfg.time_ratio).long()
-        )  # (B,)
+        )
         width = (rand(B, cfg.time_masks) * (max_w[:, None] + 1)).long()  # (B, M)
         start = (rand(B, cfg.time_masks) * (lens[:, None] - width + 1).clamp(min=1)).long()
         frames = torch.arange(T_, device=device)[None, None, :]  # (1, 1, T)

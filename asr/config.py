@@ -145,9 +145,8 @@ class DataConfig:
     # half of the second's (a new half every epoch), to spend the updates where the error is
     train_weights: list[float] = field(default_factory=list)
     valid: str = ""
-    max_duration: float = bounded(
-        30.0, 0, above=True
-    )  # seconds; longer utterances are dropped with a count
+    # seconds; longer utterances are dropped with a count
+    max_duration: float = bounded(30.0, 0, above=True)
     min_duration: float = bounded(0.05, 0)
     batch_seconds: float = bounded(60.0, 0, above=True)  # cap on the total audio in one batch
     max_batch_size: int = bounded(64, 1)
@@ -166,8 +165,8 @@ class TrainConfig:
     # initial weights, batch order and every augmentation draw: (seed, epoch, utterance) fixes an
     # utterance's speed, noise, pauses and joins. A stage that starts from an earlier stage's
     # weights (init_from) should take another seed, or it replays that stage's batches and draws
-    # epoch for epoch (the bundled model's stages 2-7 did: recipes/default/README.md); model files
-    # record their seed, and asr train warns when init_from's is this one
+    # epoch for epoch; model files record their seed, and asr train warns when init_from's is
+    # this one
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # the dtype of the model's matrix products (asr/precision.py): auto = bf16 autocast where the
@@ -178,9 +177,8 @@ class TrainConfig:
     # of the output (asr.model.frame_entropy); 0 is plain CTC. The train loss logged is CTC alone
     confidence_penalty: float = bounded(0.0, 0)
     log_every: int = bounded(20, 1)  # steps between log-file lines
-    average_last: int = bounded(
-        0, 0
-    )  # at the end, average the weights of the last N epochs (0: off)
+    # at the end, average the weights of the last N epochs (0: off)
+    average_last: int = bounded(0, 0)
     # an exponential moving average of the weights, updated after every optimizer step
     # (average = decay x average + (1 - decay) x weights) from the run's starting weights;
     # validation, best.pt and the epochs that average_last averages use it, last.pt keeps both.
@@ -211,7 +209,7 @@ class DecoderConfig:
     kind: Literal["greedy", "beam"] = "greedy"
     beam_size: int = bounded(64, 1)
     # pruning, about as strong as pyctcdecode's defaults (token_min_logp -5, beam_prune_logp -10):
-    # on the bundled model's dev speakers 2.3x faster than no pruning for +0.4 WER points
+    # much faster than none for a small loss (docs/history.md)
     beam_size_token: int = bounded(10, 0)  # most likely tokens considered per frame; 0: all
     beam_threshold: float = 15.0  # prune hypotheses this far (log) below the best
     lexicon: str = ""  # word -> spelling file; empty: lexicon-free (any character string)
@@ -221,8 +219,7 @@ class DecoderConfig:
     unk_score: float = float("-inf")  # score of a word outside the lexicon
     sil_score: float = 0.0
     # merge the paths of one prefix by log-sum-exp, as CTC's sum over alignments does (True), or
-    # keep the best (False): on the bundled model's test speakers 1.7-2.4 points better at beams 16,
-    # 64 and 256 at the same weights, and as fast
+    # keep the best (False); the sum decodes better at the same weights, as fast (docs/history.md)
     log_add: bool = True
     nbest: int = bounded(1, 1)
 

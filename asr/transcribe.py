@@ -44,8 +44,7 @@ class Recognizer:
     ``precision``: the dtype the model runs in (:mod:`asr.precision`; float32 unless
     :func:`load_model` or :meth:`set_precision` chose otherwise). In bf16 or fp16 the model runs
     as a copy of itself in that dtype, made once and remade when ``model`` or its weights change:
-    what autocast computes, without autocast casting every weight again on every call (half the
-    time of a short file's LSTMs at batch size 1 on the CPU).
+    what autocast computes, without autocast casting every weight again on every call.
     """
 
     features: FeatureExtractor

@@ -89,9 +89,8 @@ def speech_segments(
     pad = int(cfg.pad / FRAME_SECONDS)
     pieces: list[tuple[int, int]] = []
     for i, (a, b) in enumerate(runs):
-        lo = max(
-            0, a - pad, (runs[i - 1][1] + a) // 2 if i else 0
-        )  # never into the neighbour's pad
+        # never into the neighbour's pad
+        lo = max(0, a - pad, (runs[i - 1][1] + a) // 2 if i else 0)
         hi = min(n, b + pad, (b + runs[i + 1][0]) // 2 if i + 1 < len(runs) else n)
         longest = int(cfg.max_seconds / FRAME_SECONDS)
         while (

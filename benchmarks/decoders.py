@@ -107,9 +107,8 @@ def main() -> None:
     parser.add_argument("--emissions", type=Path, default=None, help="cache file for the emissions")
     parser.add_argument("--limit", type=int, default=0, help="first N utterances only")
     args = parser.parse_args()
-    torch.set_num_threads(
-        1
-    )  # decoding is single-threaded in both libraries; keep timings comparable
+    # decoding is single-threaded in both libraries; keep timings comparable
+    torch.set_num_threads(1)
 
     saved = emissions_for(args.model, args.manifest, args.emissions)
     ids, refs, emissions = saved["ids"], saved["refs"], saved["emissions"]

@@ -119,9 +119,8 @@ def test_sampler_caps_and_covers():
     assert sorted(i for b in batches for i in b) == list(range(200))
     for b in batches:
         assert len(b) <= 8
-        assert len(b) * max(durations[i] for i in b) <= 10.0 + max(
-            durations
-        )  # one long item alone may exceed
+        # one long item alone may exceed
+        assert len(b) * max(durations[i] for i in b) <= 10.0 + max(durations)
         if len(b) > 1:
             assert len(b) * max(durations[i] for i in b) <= 10.0
     sampler.set_epoch(1)

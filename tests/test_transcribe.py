@@ -43,9 +43,8 @@ def test_ten_minutes_cut_at_pauses_equal_their_pieces(tmp_path, example_records)
         assert a <= clip_start + 0.15 and b >= clip_end - 0.15
     whole = model.transcribe(path, word_timestamps=False)
     assert whole.duration > 600 > LONG_SECONDS
-    assert (
-        len(whole.text.split()) >= len(bounds) * 0.9
-    )  # a word (right or wrong) for nearly every clip
+    # a word (right or wrong) for nearly every clip
+    assert len(whole.text.split()) >= len(bounds) * 0.9
 
 
 def test_long_audio_in_batches_of_pieces_equals_one_by_one(example_records):

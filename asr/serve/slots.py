@@ -26,9 +26,7 @@ def decode_threads(running: int, cores: int | None = None) -> int:
     torch's thread teams synchronise at every operation, so one thread held up by another
     runnable thread stalls its whole team; with more threads than cores, some always are. The
     event loop (uploads, HTTP parsing, JSON) needs a core of its own while decodes run, so one is
-    left to it. Measured by ``benchmarks/serve.py`` on 2 cores: 2 slots of 2 threads took 37 ms a
-    short file, of 1 thread 28 ms; 1 slot of 2 threads took 1.50x the Python API's time per file
-    (at torch's default 2 threads), 1 slot of 1 thread 1.07-1.10x.
+    left to it. ``benchmarks/serve.py`` measures the choice (figures in docs/history.md).
     """
     cores = cores or os.cpu_count() or 1
     return max(1, (cores - 1) // max(1, running))
