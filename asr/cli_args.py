@@ -5,6 +5,10 @@ the decoding flags with the decoder they ask for. ``asr/cli.py``, ``asr/cli_lm.p
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from asr.precision import PRECISIONS
@@ -107,3 +111,30 @@ def decoder_from_args(args: argparse.Namespace, tokenizer, rec=None):
     if args.decoder is None and base is None and (args.lm or args.beam_size):
         cfg.kind = "beam"  # asking for an LM or a beam means beam search
     return build_decoder(tokenizer, cfg)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the main thread stood (see :func:`sigterm_unwinds`)."""
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """Within the block SIGTERM (what systemd, docker and ``kill`` send) raises :class:`Terminated`,
+    so ``finally`` blocks remove their temporary files as Ctrl-C's KeyboardInterrupt lets them;
+    once the block has unwound, the process dies by SIGTERM as it would have (exit status -15).
+    Outside the main thread (where Python delivers signals) it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    except Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from asr.cli_args import add_precision
+from asr.cli_args import add_precision, sigterm_unwinds
 
 
 def add_lm(sub: argparse._SubParsersAction) -> None:
@@ -130,7 +130,8 @@ def cmd_lm(args: argparse.Namespace) -> int:
         if not 0 < args.weight < 1:
             raise ValueError(f"--weight must be in (0, 1), got {args.weight}")
         model = lm.mix(lm.read_arpa(args.first), lm.read_arpa(args.second), args.weight)
-        model.write_arpa(args.out)
+        with sigterm_unwinds():
+            model.write_arpa(args.out)
         sizes = ", ".join(f"{n}-grams {len(g)}" for n, g in model.grams.items())
         print(
             f"wrote {args.out}: {args.weight} x {args.first} + {1 - args.weight:g} x {args.second}; {sizes}"
@@ -181,7 +182,8 @@ def _lm_build(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     model = lm.build_model(counted(), args.order, prune, args.min_count)
-    model.write_arpa(args.out)
+    with sigterm_unwinds():  # a stopped write removes its partial .arpa.tmp
+        model.write_arpa(args.out)
     sizes = ", ".join(f"{n}-grams {len(g)}" for n, g in model.grams.items())
     print(
         f"wrote {args.out}: order {args.order}, {totals['sentences']} sentences, "

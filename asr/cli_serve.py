@@ -13,7 +13,13 @@ from pathlib import Path
 
 import torch
 
-from asr.cli_args import add_decoder_args, add_precision, decoder_asked, decoder_from_args
+from asr.cli_args import (
+    add_decoder_args,
+    add_precision,
+    decoder_asked,
+    decoder_from_args,
+    sigterm_unwinds,
+)
 
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
@@ -90,6 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             decode_threads,
             is_loopback,
             serve,
+            temporary_folder,
         )
     except ImportError as exc:
         raise ValueError(f"{exc}; asr serve needs its extra: pip install -e '.[serve]'") from None
@@ -113,13 +120,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     make_decoder = (
         (lambda: decoder_from_args(args, rec.tokenizer, rec)) if decoder_asked(args) else None
     )
-    app = create_app(rec, cfg, make_decoder, args.model.name if args.model else "bundled")
-    if not is_loopback(args.host):
-        print(
-            f"asr serve: listening on {args.host}, reachable from other machines, with no "
-            "authentication",
-            file=sys.stderr,
-        )
-    print(f"asr serve: http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
-    serve(app, args.host, args.port)
+    # the server's temporary files (uploads, the decoders' lexicons) in a folder of its own,
+    # removed on the way out, SIGTERM included
+    with sigterm_unwinds(), temporary_folder():
+        app = create_app(rec, cfg, make_decoder, args.model.name if args.model else "bundled")
+        if not is_loopback(args.host):
+            print(
+                f"asr serve: listening on {args.host}, reachable from other machines, with no "
+                "authentication",
+                file=sys.stderr,
+            )
+        print(f"asr serve: http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+        serve(app, args.host, args.port)
     return 0

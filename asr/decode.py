@@ -195,7 +195,8 @@ class BeamDecoder:
         self.tokenizer = tokenizer
         if cfg.lm and not cfg.lexicon and str(cfg.lm).endswith(".arpa"):
             cfg = replace(cfg, lexicon=self._lexicon_from_arpa(cfg.lm, tokenizer))
-            weakref.finalize(self, os.unlink, cfg.lexicon)
+            # missing_ok: asr serve's temporary folder may be gone first
+            weakref.finalize(self, Path(cfg.lexicon).unlink, missing_ok=True)
         self.cfg = cfg
         if cfg.lexicon:
             _check_file(cfg.lexicon, "lexicon")

@@ -96,6 +96,15 @@ class NgramModel:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
+        try:
+            self._write_arpa_lines(tmp)
+        except BaseException:  # a full disk, Ctrl-C, SIGTERM: no partial .tmp left behind
+            tmp.unlink(missing_ok=True)
+            raise
+        tmp.replace(path)
+        return path
+
+    def _write_arpa_lines(self, tmp: Path) -> None:
         words = np.array(self.words, dtype=object)
         with tmp.open("w", encoding="utf-8") as f:
             f.write("\n\\data\\\n")
@@ -113,8 +122,6 @@ class NgramModel:
                         row += f"\t{bow[i]:.6f}"
                     f.write(row + "\n")
             f.write("\n\\end\\\n")
-        tmp.replace(path)
-        return path
 
 
 def _count(

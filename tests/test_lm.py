@@ -1,5 +1,8 @@
 import math
 import random
+import signal
+import subprocess
+import sys
 
 import kenlm
 import pytest
@@ -227,3 +230,32 @@ def test_cli_build_prunes_and_mixes(tmp_path, capsys):
     assert main(["lm", "build", str(text), "--prune", "2,1", "--out", str(a)]) == 2
     assert "--prune must be non-decreasing" in capsys.readouterr().err
     assert main(["lm", "mix", str(a), str(b), "--weight", "1.5", "--out", str(out)]) == 2
+
+
+def test_a_build_stopped_by_sigterm_leaves_no_partial_arpa(tmp_path):
+    """SIGTERM (systemd, docker) mid-write: the partial .arpa.tmp is removed, the process still
+    dies by SIGTERM; here the write is made to stall after its first lines."""
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat\nthe dog sat\n")
+    out = tmp_path / "lm.arpa"
+    code = (
+        "import sys, time; from asr import lm; from asr.cli import main\n"
+        "real = lm.NgramModel._write_arpa_lines\n"
+        "def stall(self, tmp):\n"
+        "    tmp.write_text('\\\\data\\\\\\n'); print('WRITING', flush=True); time.sleep(60)\n"
+        "lm.NgramModel._write_arpa_lines = stall\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "lm", "build", str(text), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "WRITING"
+        assert (tmp_path / "lm.arpa.tmp").exists()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == -signal.SIGTERM
+    finally:
+        proc.kill()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]

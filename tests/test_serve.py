@@ -625,3 +625,55 @@ def test_slow_headers_and_idle_connections_are_closed_and_connections_capped(rec
         time.sleep(0.2)
         assert client.get(server.url + "/v1/health").status_code == 200
         assert client.get(server.url + "/v1/model").json()["limits"]["max_connections"] == 3
+
+
+def _start_serve(port: int, env: dict) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asr", "serve", "--port", str(port), "--max-decodes", "2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    with httpx.Client(trust_env=False, timeout=10) as c:
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if c.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
+                    return proc
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "asr serve did not start in 120 s"
+            time.sleep(0.25)
+
+
+def test_temporary_files_live_in_one_folder_removed_on_sigterm_and_after_kill_9(tmp_path):
+    """Uploads and the beam decoders' lexicons go to TMP/asr-serve-UID/PID: SIGTERM removes it
+    (the process still exits by SIGTERM), and one a kill -9 left is removed by the next start."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
+    root = tmp_path / f"asr-serve-{os.getuid()}"
+    first = _start_serve(_free_port(), env)
+    try:
+        folder = root / str(first.pid)
+        assert len(list(folder.glob("lexicon-*.txt"))) == 2  # one per decode slot
+        assert sorted(p.name for p in tmp_path.iterdir()) == [root.name]  # nothing else
+    finally:
+        first.kill()  # kill -9: nothing can clean up
+        first.communicate()
+    assert folder.exists()
+    second = _start_serve(_free_port(), env)
+    try:
+        assert not folder.exists()  # a dead process's folder, removed on start
+        assert len(list((root / str(second.pid)).glob("lexicon-*.txt"))) == 2
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            output, _ = second.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            output, _ = second.communicate()
+    assert second.returncode == -signal.SIGTERM, output
+    assert list(root.iterdir()) == [], output
+    assert "Traceback" not in output, output

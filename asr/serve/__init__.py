@@ -11,7 +11,7 @@ sockets), :mod:`~asr.serve.stream_socket` (one WebSocket stream: receiving and d
 """
 
 from asr.serve.app import ServeConfig, create_app
-from asr.serve.run import ServerThread, is_loopback, serve
+from asr.serve.run import ServerThread, is_loopback, serve, temporary_folder
 from asr.serve.slots import decode_threads
 from asr.serve.streaming import StreamConfig, StreamTranscriber
 
@@ -24,4 +24,5 @@ __all__ = [
     "decode_threads",
     "is_loopback",
     "serve",
+    "temporary_folder",
 ]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
@@ -25,6 +31,38 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@contextlib.contextmanager
+def temporary_folder() -> Iterator[Path]:
+    """A folder of this server process's own, ``TMP/asr-serve-UID/PID``, made the process's
+    temporary folder (``tempfile.tempdir``) for the block: the uploads in flight and the lexicons
+    the beam decoders spell from an ARPA LM go there. It is removed when the block ends (Ctrl-C;
+    SIGTERM too, under :func:`asr.cli_args.sigterm_unwinds`); a folder whose process is gone (a
+    ``kill -9``) is removed by the next server's start."""
+    root = Path(tempfile.gettempdir()) / f"asr-serve-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    for old in root.iterdir():
+        if old.name.isdigit() and not _alive(int(old.name)):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = root / str(os.getpid())
+    folder.mkdir(exist_ok=True)
+    previous, tempfile.tempdir = tempfile.tempdir, str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 class HeaderTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
