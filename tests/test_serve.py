@@ -7,6 +7,7 @@ command with the bundled model's beam search and LM.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+import torchaudio.functional as AF
 
 pytest.importorskip(
     "starlette", reason="asr serve needs the serve extra (pip install -e '.[serve]')"
@@ -42,7 +45,7 @@ from asr.serve import (  # noqa: E402
     decode_threads,
     is_loopback,
 )
-from asr.serve.streaming import pcm16  # noqa: E402
+from asr.serve.streaming import StreamResampler, pcm16  # noqa: E402
 from asr.transcribe import load_model  # noqa: E402
 from tests.conftest import DATA, ROOT, tone, write_audio  # noqa: E402
 
@@ -372,6 +375,35 @@ def test_stream_in_quarter_seconds_gives_the_file_endpoints_text(server, client,
     assert done["duration"] == pytest.approx(len(samples) / 16_000, abs=1e-3)
 
 
+def test_a_44k_stream_kept_at_the_models_rate_gives_the_file_endpoints_text(
+    server, client, tmp_path
+):
+    wav, samples = _pcm_wav(KATHLEEN, tmp_path, 44_100)
+    file_text = client.post(
+        server.url + "/v1/transcribe", files={"file": (wav.name, wav.read_bytes())}
+    ).json()["text"]
+    before, after = _stream(server, samples, 44_100, pace=0.02, before_end="partial")
+    finals = [e for e in before + after if e["type"] == "final"]
+    assert len(finals) == 1 and finals[0]["text"] == file_text
+    assert after[-1]["duration"] == pytest.approx(len(samples) / 44_100, abs=1e-3)
+
+
+@pytest.mark.parametrize("orig", [8_000, 22_050, 44_100, 768_000, 16_000])
+def test_stream_resampler_in_chunks_equals_resampling_the_whole(orig):
+    wave = torch.randn(2 * orig + 37, generator=torch.Generator().manual_seed(0))
+    resampler = StreamResampler(orig, 16_000)
+    pieces, i = [], 0
+    for n in itertools.cycle([1, 5, 1000, 333, 4096, 17]):
+        if i >= len(wave):
+            break
+        pieces.append(resampler.push(wave[i : i + n * (orig // 8_000 + 1)]))
+        i += n * (orig // 8_000 + 1)
+    got = torch.cat([*pieces, resampler.flush()])
+    expected = AF.resample(wave, orig, 16_000)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() < 1e-4
+
+
 def test_stream_makes_text_final_at_a_pause_and_never_revises_it(server, tmp_path):
     # two spoken digits (8 kHz) with 1.5 s of quiet between: the first is final before the end
     first = load_audio(DIGIT, 8_000).numpy()
@@ -627,9 +659,9 @@ def test_slow_headers_and_idle_connections_are_closed_and_connections_capped(rec
         assert client.get(server.url + "/v1/model").json()["limits"]["max_connections"] == 3
 
 
-def _start_serve(port: int, env: dict) -> subprocess.Popen:
+def _start_serve(port: int, env: dict, *extra: str) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "asr", "serve", "--port", str(port), "--max-decodes", "2"],
+        [sys.executable, "-m", "asr", "serve", "--port", str(port), "--max-decodes", "2", *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -677,3 +709,39 @@ def test_temporary_files_live_in_one_folder_removed_on_sigterm_and_after_kill_9(
     assert second.returncode == -signal.SIGTERM, output
     assert list(root.iterdir()) == [], output
     assert "Traceback" not in output, output
+
+
+def _peak_mb(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_fast_768_khz_stream_holds_little_memory(tmp_path):
+    """45 s of 768 kHz audio, sent as fast as the socket takes it: the server reads no further
+    than 2 s ahead of its decoding and keeps the stream at the model's 16 kHz. It held 20 s
+    stretches at 768 kHz, and all it had not yet decoded (~5 GB for a 599 s stream)."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    port = _free_port()
+    proc = _start_serve(port, env, "--decoder", "greedy", "--max-duration", "60")
+    try:
+        base = _peak_mb(proc.pid)
+        rate = 768_000
+        t = np.arange(rate) / rate  # one second: a tone, on and off three times (no long pause)
+        second = pcm16(0.3 * np.sin(2 * np.pi * 440 * t) * (np.sin(2 * np.pi * 3 * t) > 0))
+        url = f"ws://127.0.0.1:{port}/v1/stream?sample_rate={rate}"
+        with ws_client.connect(url, proxy=None, open_timeout=10, max_size=None) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+            for _ in range(45):  # in half seconds: a message may hold 1 MB
+                ws.send(second[: len(second) // 2])
+                ws.send(second[len(second) // 2 :])
+            ws.send(json.dumps({"type": "end"}))
+            while (event := json.loads(ws.recv(timeout=300)))["type"] != "done":
+                pass
+        assert event["duration"] == 45.0
+        growth = _peak_mb(proc.pid) - base
+        assert growth < 180, f"the server grew by {growth:.0f} MB"
+    finally:
+        proc.kill()
+        proc.communicate()

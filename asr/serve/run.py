@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 WS_MAX_MESSAGE = 1 << 20  # bytes in one WebSocket message: 32 s of 16 kHz PCM, plenty for a chunk
+WS_MAX_QUEUE = 8  # messages a stream's socket holds unread (uvicorn's default 32: 32 MB)
 HEADER_SECONDS = 10.0  # a request's headers must arrive this soon after the connection opens
 KEEP_ALIVE_SECONDS = 5.0  # an idle connection between requests is closed after this
 MAX_HEADER_BYTES = 16 * 1024  # request line and headers larger than this: 400 (h11's default)
@@ -115,6 +116,7 @@ def _config(app: Starlette, log_level: str, **where) -> uvicorn.Config:
         log_level=log_level,
         http=protocol,
         ws_max_size=WS_MAX_MESSAGE,
+        ws_max_queue=WS_MAX_QUEUE,
         timeout_keep_alive=min(KEEP_ALIVE_SECONDS, cfg.timeout),
         limit_concurrency=cfg.max_connections,  # connections (or tasks) past it: 503
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,

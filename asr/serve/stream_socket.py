@@ -37,6 +37,7 @@ class StreamRun:
         self.ws, self.session, self.slots, self.timeout = ws, session, slots, timeout
         self.wake = asyncio.Event()  # audio arrived, or the end
         self.ended = asyncio.Event()  # the client sent {"type": "end"}
+        self.stepped = asyncio.Event()  # a step took the pending audio
 
     async def run(self) -> None:
         receiver = asyncio.create_task(self.receive())
@@ -80,6 +81,10 @@ class StreamRun:
                     self.session.push(message["bytes"])
                 except AudioError as exc:
                     raise ApiError(413, "too_large", str(exc)) from None
+                while self.session.backlogged:  # backpressure: read no more until a step
+                    self.stepped.clear()
+                    self.wake.set()
+                    await self.stepped.wait()
             elif is_end(message.get("text")):
                 self.ended.set()
                 self.wake.set()
@@ -100,6 +105,7 @@ class StreamRun:
             end = self.ended.is_set()
             step = functools.partial(self.session.step, end=end)
             events = await self.slots.run(step, timeout=None, refuse_when_full=False)
+            self.stepped.set()
             for event in events:
                 await self.ws.send_json(event.to_dict())
             if end:

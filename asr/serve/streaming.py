@@ -19,6 +19,7 @@ clip with no pause of that length gets exactly the text the file endpoint gives 
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import asdict, dataclass
 
@@ -43,12 +44,17 @@ class StreamConfig:
         context_seconds: seconds of past audio whose levels set the speech/quiet threshold.
         lead_seconds: quiet kept before the first speech of a stretch (longer quiet is skipped
             without decoding, as the file path's detector pads speech).
+        max_pending_seconds: audio received and not yet taken by a step; a client sending faster
+            than the stream is decoded waits (the server stops reading its socket) until the
+            decoder catches up. With the open stretch, which ``max_segment_seconds`` bounds,
+            this bounds what a stream holds, whatever its rate and length.
     """
 
     pause_seconds: float = 0.5
     max_segment_seconds: float = 20.0
     context_seconds: float = 30.0
     lead_seconds: float = 0.25
+    max_pending_seconds: float = 2.0
 
 
 @dataclass
@@ -92,13 +98,16 @@ class StreamTranscriber:
     ) -> None:
         self.rec = rec
         self.sample_rate = sample_rate
+        self.rate = rec.sample_rate  # what the stream is kept at: resampled as it arrives
+        self._resampler = StreamResampler(sample_rate, rec.sample_rate)
         self.cfg = cfg or StreamConfig()
         self.max_seconds = max_seconds
         self._lock = threading.Lock()
         self._incoming: list[bytes] = []  # pushed, not yet taken by step()
         self._odd = b""  # a sample split across two messages
         self.received = 0  # samples pushed so far
-        self._open = np.zeros(0, dtype=np.float32)  # (N,) the stretch not yet final
+        self.pending = 0  # samples pushed, not yet taken by step()
+        self._open = np.zeros(0, dtype=np.float32)  # (N,) the stretch not yet final, model rate
         self._open_start = 0  # its first sample's index in the stream
         self._past_db = torch.zeros(0)  # energies of final audio, the last context_seconds
         self._decoded_to = 0  # stream samples covered by the last partial
@@ -126,7 +135,14 @@ class StreamTranscriber:
             ):
                 raise AudioError(f"the stream passed the limit of {self.max_seconds:g} s of audio")
             self.received += samples
+            self.pending += samples
             self._incoming.append(data[:whole])
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether more than ``cfg.max_pending_seconds`` of audio waits for a step: the socket
+        side stops reading until a step takes it."""
+        return self.pending > self.cfg.max_pending_seconds * self.sample_rate
 
     def step(self, decoder: Decoder, end: bool = False) -> list[StreamEvent]:
         """Take the audio pushed since the last step and say what it changed.
@@ -140,10 +156,13 @@ class StreamTranscriber:
             open stretch if new audio reached it (none at the end).
         """
         with self._lock:
-            chunks, self._incoming = self._incoming, []
+            chunks, self._incoming, self.pending = self._incoming, [], 0
         if chunks:
             pcm = np.frombuffer(b"".join(chunks), dtype="<i2")
-            self._open = np.concatenate([self._open, pcm.astype(np.float32) / PCM_SCALE])
+            wave = self._resampler.push(torch.from_numpy(pcm.astype(np.float32) / PCM_SCALE))
+            self._open = np.concatenate([self._open, wave.numpy()])
+        if end:
+            self._open = np.concatenate([self._open, self._resampler.flush().numpy()])
         events: list[StreamEvent] = []
         while (cut := self._find_cut(end)) is not None:
             events += self._finalise(cut, decoder)
@@ -166,7 +185,7 @@ class StreamTranscriber:
     def _frames(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The open stretch's per-10 ms energies and which of them are speech (``(F,)`` each),
         judged against the levels of the last ``context_seconds``."""
-        energy = frame_energies_db([torch.from_numpy(self._open)], self.sample_rate)
+        energy = frame_energies_db([torch.from_numpy(self._open)], self.rate)
         speech = speech_frames(torch.cat([self._past_db, energy]))[len(self._past_db) :]
         return energy, speech
 
@@ -181,7 +200,7 @@ class StreamTranscriber:
         last third of that length.
         """
         energy, speech = self._frames()
-        hop = int(self.sample_rate * FRAME_SECONDS)
+        hop = int(self.rate * FRAME_SECONDS)
         pause = int(round(self.cfg.pause_seconds / FRAME_SECONDS))
         lead = int(round(self.cfg.lead_seconds / FRAME_SECONDS))
         flags = speech.tolist()
@@ -209,7 +228,7 @@ class StreamTranscriber:
         """Make ``open[:cut]`` final: decoded with word times if it holds speech, else skipped."""
         piece, start = self._open[:cut], self._open_start
         events = []
-        speech = self._frames()[1][: -(-cut // int(self.sample_rate * FRAME_SECONDS))]
+        speech = self._frames()[1][: -(-cut // int(self.rate * FRAME_SECONDS))]
         if bool(speech.any()):
             t = self._decode(piece, decoder, timestamps=True)
             offset = self._time(start)
@@ -226,7 +245,7 @@ class StreamTranscriber:
                 event = StreamEvent("final", t.text, offset, self._time(start + cut), words)
                 self.finals.append(event)
                 events.append(event)
-        energy = frame_energies_db([torch.from_numpy(piece)], self.sample_rate)
+        energy = frame_energies_db([torch.from_numpy(piece)], self.rate)
         keep = int(self.cfg.context_seconds / FRAME_SECONDS)
         self._past_db = torch.cat([self._past_db, energy])[-keep:]
         self._open = self._open[cut:]
@@ -235,16 +254,76 @@ class StreamTranscriber:
 
     def _decode(self, wave: np.ndarray, decoder: Decoder, timestamps: bool):
         return self.rec.transcribe(
-            torch.from_numpy(wave), self.sample_rate, decoder=decoder, word_timestamps=timestamps
+            torch.from_numpy(wave), self.rate, decoder=decoder, word_timestamps=timestamps
         )
 
     def _time(self, sample: int) -> float:
-        return round(sample / self.sample_rate, 3)
+        return round(sample / self.rate, 3)
 
     @property
     def text(self) -> str:
         """All final text so far."""
         return " ".join(e.text for e in self.finals)
+
+
+class StreamResampler:
+    """Resamples a stream chunk by chunk, exactly as ``torchaudio.functional.resample`` resamples
+    the whole of it (the same windowed-sinc kernel, applied to the same padded signal, block by
+    block as the input to each block arrives), so a stream can be kept at the model's rate from
+    the start: what it holds no longer grows with its own rate.
+
+    Args:
+        orig: the stream's rate in Hz.
+        new: the rate wanted.
+    """
+
+    MAX_KERNEL = 1 << 20  # values; a larger kernel (rates with a small common divisor) is rebuilt
+
+    def __init__(self, orig: int, new: int) -> None:
+        self.orig, self.new = orig, new
+        self.gcd = math.gcd(orig, new)
+        self.step_in, self.step_out = orig // self.gcd, new // self.gcd  # per block
+        kernel, self.width = self._make_kernel()
+        self.size = kernel.shape[-1]  # input samples one block reads
+        self._kernel = kernel if kernel.numel() <= self.MAX_KERNEL else None
+        self._buf = torch.zeros(self.width)  # the padded input from the next block's first sample
+        self.taken = self.given = 0  # input samples pushed, output samples returned
+
+    def _make_kernel(self) -> tuple[torch.Tensor, int]:
+        from torchaudio.functional.functional import _get_sinc_resample_kernel
+
+        return _get_sinc_resample_kernel(self.orig, self.new, self.gcd)
+
+    def push(self, wave: torch.Tensor) -> torch.Tensor:
+        """``wave (N,)`` in; out ``(M,)``: the output samples whose inputs have all arrived."""
+        if self.orig == self.new:
+            return wave
+        self.taken += len(wave)
+        self._buf = torch.cat([self._buf, wave])
+        return self._blocks()
+
+    def flush(self) -> torch.Tensor:
+        """The rest, the stream having ended (zeros after it, as the whole-signal resample pads)."""
+        if self.orig == self.new:
+            return torch.zeros(0)
+        self._buf = torch.cat([self._buf, torch.zeros(self.width + self.step_in)])
+        out = self._blocks(final=True)
+        total = math.ceil(self.step_out * self.taken / self.step_in)
+        return out[: max(0, total - (self.given - len(out)))]
+
+    def _blocks(self, final: bool = False) -> torch.Tensor:
+        count = (
+            (len(self._buf) - self.size) // self.step_in + 1 if len(self._buf) >= self.size else 0
+        )
+        if count <= 0:
+            return torch.zeros(0)
+        kernel = self._kernel if self._kernel is not None else self._make_kernel()[0]
+        used = self._buf[: (count - 1) * self.step_in + self.size]
+        out = torch.nn.functional.conv1d(used[None, None], kernel, stride=self.step_in)
+        out = out.transpose(1, 2).reshape(-1)  # (1, step_out, count) -> (count * step_out,)
+        self._buf = self._buf[count * self.step_in :].clone()
+        self.given += len(out)
+        return out
 
 
 def pcm16(wave: np.ndarray) -> bytes:
