@@ -402,7 +402,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         export_onnx(rec, args.out)
     else:
         atomic_save(record, args.out)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    line = f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)"
+    if args.format == "onnx":
+        from asr.export import onnx_data_path
+
+        data = onnx_data_path(args.out)
+        if data.exists():  # a model past ONNX's 2 GB: its weights beside it, needed to load it
+            line += f" and its weights, {data} ({data.stat().st_size / 1e6:.1f} MB): keep both"
+    print(line)
     return 0
 
 

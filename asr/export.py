@@ -16,6 +16,8 @@ from torch import nn
 
 from asr.transcribe import Recognizer
 
+ONNX_ONE_FILE_BYTES = 1_800_000_000  # float32 weights up to this go inside the .onnx (2 GB cap)
+
 
 class _Pipeline(nn.Module):
     """Features and acoustic model as one module: waveforms in, log-probabilities out."""
@@ -66,6 +68,8 @@ def export_onnx(rec: Recognizer, path: str | Path) -> Path:
         ) from None
     path = Path(path)
     module = _Pipeline(rec).eval()
+    # one file when the weights fit in protobuf's 2 GB; past that, ONNX keeps them beside it
+    external = sum(t.numel() * 4 for t in module.state_dict().values()) > ONNX_ONE_FILE_BYTES
     batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples", min=400)
     with torch.no_grad():
         torch.onnx.export(
@@ -76,13 +80,24 @@ def export_onnx(rec: Recognizer, path: str | Path) -> Path:
             output_names=["log_probs", "out_lens"],
             dynamic_shapes={"waves": {0: batch, 1: samples}, "wav_lens": {0: batch}},
             dynamo=True,
+            external_data=external,
         )
-    proto = onnx.load(str(path))
+    proto = onnx.load(str(path))  # the weights too, from the external file if any
     for key, value in (
         ("tokens", json.dumps(rec.tokenizer.to_list())),
         ("sample_rate", str(rec.sample_rate)),
     ):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(proto, str(path))
+    if external:
+        onnx.save(proto, str(path), save_as_external_data=True, location=onnx_data_path(path).name)
+    else:
+        onnx.save(proto, str(path))
+        onnx_data_path(path).unlink(missing_ok=True)  # a bigger model's before it: now stale
     return path
+
+
+def onnx_data_path(path: str | Path) -> Path:
+    """Where an ONNX export over :data:`ONNX_ONE_FILE_BYTES` keeps its weights: ``NAME.data``
+    beside it (ONNX's external data; the ``.onnx`` file names it, and needs it to load)."""
+    return Path(path).with_name(Path(path).name + ".data")

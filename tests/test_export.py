@@ -51,6 +51,35 @@ def test_onnx_matches_pytorch(model_file, tmp_path):
     assert abs(got - expected.numpy()).max() < 1e-4
     meta = session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["tokens"]) == rec.tokenizer.to_list()
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # one file, no .onnx.data
+
+
+def test_onnx_over_the_one_file_limit_keeps_its_weights_beside_it_and_says_so(
+    model_file, tmp_path, monkeypatch, capsys
+):
+    pytest.importorskip("onnxscript")
+    import asr.export
+
+    monkeypatch.setattr(asr.export, "ONNX_ONE_FILE_BYTES", 0)  # as if past protobuf's 2 GB
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--model", str(model_file), "--format", "onnx", "--out", str(out)]) == 0
+    data = tmp_path / "model.onnx.data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]
+    printed = capsys.readouterr().out
+    assert f"wrote {out} (" in printed and f"and its weights, {data} (" in printed
+    assert "keep both" in printed
+    # the .onnx names its weights' file and loads them from it (not run here: a second export in
+    # one process comes out with fixed shapes, a torch.onnx quirk test_onnx_matches_pytorch avoids)
+    import onnx
+
+    proto = onnx.load(str(out))
+    assert {e.key for e in proto.metadata_props} >= {"tokens", "sample_rate"}
+    assert all(t.data_location == onnx.TensorProto.DEFAULT for t in proto.graph.initializer)
+    external = onnx.load(str(out), load_external_data=False).graph.initializer
+    assert any(t.data_location == onnx.TensorProto.EXTERNAL for t in external)
+    monkeypatch.undo()  # a small model again, over the same name: one file, the stale .data gone
+    assert main(["export", "--model", str(model_file), "--format", "onnx", "--out", str(out)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
 def test_export_averages_model_files_and_refuses_another_models(model_file, tmp_path, capsys):
