@@ -70,6 +70,13 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--max-streams", type=int, default=4, help="open streams (default 4)")
     g.add_argument(
+        "--max-uploads",
+        type=int,
+        default=16,
+        help="request bodies arriving at once (each goes to disk as it comes); more get 503 "
+        "(default 16)",
+    )
+    g.add_argument(
         "--max-connections",
         type=int,
         default=64,
@@ -107,6 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_decodes=args.max_decodes,
         max_waiting=args.max_waiting,
         max_streams=args.max_streams,
+        max_uploads=args.max_uploads,
         max_connections=args.max_connections,
         stream=StreamConfig(pause_seconds=args.pause),
     )

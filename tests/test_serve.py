@@ -745,3 +745,79 @@ def test_a_fast_768_khz_stream_holds_little_memory(tmp_path):
     finally:
         proc.kill()
         proc.communicate()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_uploads_go_to_disk_as_they_arrive(tmp_path):
+    """16 concurrent 10 MB uploads, raw and multipart: the bodies are written to disk as they
+    come, so the server's memory barely moves (it held each body two to four times over)."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    port = _free_port()
+    args = ["--decoder", "greedy", "--max-duration", "1", "--max-upload-mb", "12"]
+    proc = _start_serve(port, env, *args, "--max-uploads", "64")
+    url = f"http://127.0.0.1:{port}/v1/transcribe"
+    wav = tmp_path / "long.wav"
+    sf.write(wav, np.zeros(5_000_000, np.int16), 16_000, subtype="PCM_16")  # 10 MB, 312 s
+    data = wav.read_bytes()
+    statuses = []
+
+    def post(i: int) -> None:
+        with httpx.Client(trust_env=False, timeout=120) as c:
+            if i % 2:
+                r = c.post(url, files={"file": ("long.wav", data)})
+            else:
+                r = c.post(url, content=data, headers={"Content-Type": "audio/wav"})
+            statuses.append((r.status_code, r.json()["error"]["message"]))
+
+    try:
+        base = _peak_mb(proc.pid)
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        growth = _peak_mb(proc.pid) - base
+        assert len(statuses) == 16
+        assert all(s == 413 and "312.5 s of audio, over the limit of 1 s" in m for s, m in statuses)
+        assert growth < 60, f"the server grew by {growth:.0f} MB for 160 MB of uploads"
+        assert list((tmp_path / f"asr-serve-{os.getuid()}" / str(proc.pid)).iterdir()) == []
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_uploads_past_max_uploads_get_503(rec, client):
+    app = create_app(rec, ServeConfig(max_uploads=1), lambda: GreedyDecoder(rec.tokenizer))
+    arrived = threading.Event()
+
+    def slow_body():
+        yield b"RIFF"
+        arrived.set()
+        time.sleep(2)
+        yield b"not really audio"
+
+    with ServerThread(app) as server:
+        results: list = []
+
+        def slow_post():
+            with httpx.Client(trust_env=False, timeout=30) as c:
+                results.append(
+                    c.post(
+                        server.url + "/v1/transcribe",
+                        content=slow_body(),
+                        headers={"Content-Type": "audio/wav"},
+                    )  # fmt: skip
+                )
+
+        thread = threading.Thread(target=slow_post)
+        thread.start()
+        assert arrived.wait(10)
+        time.sleep(0.3)
+        busy = client.post(
+            server.url + "/v1/transcribe", content=b"x", headers={"Content-Type": "audio/wav"}
+        )
+        assert "1 uploads are arriving, the limit" in _error(busy, 503, "busy")
+        assert busy.headers["retry-after"] == "1"
+        thread.join()
+        assert results[0].status_code == 422  # the slow one went on, and was read
+        assert client.get(server.url + "/v1/model").json()["limits"]["max_uploads"] == 1

@@ -15,7 +15,8 @@ Every error is JSON, ``{"error": {"status": 413, "code": "too_large", "message":
 415   unsupported_type    a Content-Type that is not audio (``audio/*``, octet-stream, multipart)
 422   unreadable_audio    a body that is not audio ``asr`` can read (the reader's own words)
 500   internal_error      the server failed (its log has the traceback; a stream closes with 1011)
-503   busy                every decode slot taken and the waiting line full, or no slot in time
+503   busy                every decode slot taken and the waiting line full, no slot in time, or
+                          ``max_uploads`` bodies arriving
 504   decode_timeout      the decode itself ran past the request timeout
 ====  ==================  =====================================================================
 """
@@ -27,11 +28,13 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from starlette.applications import Starlette
@@ -77,6 +80,7 @@ SUFFIXES = {  # a raw body's Content-Type -> the temporary file's extension (for
     "audio/webm": ".webm",
 }
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+COPY_BYTES = 1 << 20  # a multipart upload is copied to its own file this much at a time
 PAGE_POLICY = (  # the page loads nothing from elsewhere
     "default-src 'self'; media-src 'self' blob:; connect-src 'self' ws: wss:; "
     "img-src 'self' data:; style-src 'self'; script-src 'self'"
@@ -95,6 +99,8 @@ class ServeConfig:
         max_decodes: decodes running at once (each holds a decoder, and a copy of its LM).
         max_waiting: requests that may wait for a decode; the next one gets 503.
         max_streams: WebSocket streams open at once; the next one is refused (503).
+        max_uploads: request bodies arriving at once (each goes to disk as it comes); the next
+            request gets 503.
         max_connections: connections open at once (uvicorn's ``limit_concurrency``); a request
             on one past it gets 503. A connection is closed when its headers take longer than
             10 s (or ``timeout``, if shorter), or it is idle 5 s between requests.
@@ -107,6 +113,7 @@ class ServeConfig:
     max_decodes: int = 2
     max_waiting: int = 16
     max_streams: int = 4
+    max_uploads: int = 16
     max_connections: int = 64
     stream: StreamConfig = field(default_factory=StreamConfig)
 
@@ -118,6 +125,7 @@ class ServeConfig:
             ("max_decodes", 1),
             ("max_waiting", 0),
             ("max_streams", 1),
+            ("max_uploads", 1),
             ("max_connections", 1),
         ):
             if getattr(self, name) < low:
@@ -244,6 +252,7 @@ class _Api:
     def __init__(self, rec: Recognizer, cfg: ServeConfig, slots: DecodeSlots, model_name: str):
         self.rec, self.cfg, self.slots, self.model_name = rec, cfg, slots, model_name
         self.streams = 0  # WebSocket streams open now
+        self.uploads = 0  # request bodies arriving now
         self.started = time.time()
 
     async def page(self, request: Request) -> Response:
@@ -285,6 +294,7 @@ class _Api:
                     "max_decodes": self.cfg.max_decodes,
                     "max_waiting": self.cfg.max_waiting,
                     "max_streams": self.cfg.max_streams,
+                    "max_uploads": self.cfg.max_uploads,
                     "max_connections": self.cfg.max_connections,
                 },
                 "stream": asdict(self.cfg.stream),
@@ -303,14 +313,23 @@ class _Api:
                 "bad_request",
                 f"unknown format {fmt!r}; choose from {', '.join(RESPONSE_FORMATS)}",
             )
+        if self.uploads >= self.cfg.max_uploads:
+            raise ApiError(
+                503,
+                "busy",
+                f"{self.cfg.max_uploads} uploads are arriving, the limit; try again shortly",
+                {"Retry-After": "1"},
+            )
+        self.uploads += 1
         try:
-            name, data = await asyncio.wait_for(self._read_upload(request), self.cfg.timeout)
+            name, path = await asyncio.wait_for(self._read_upload(request), self.cfg.timeout)
         except asyncio.TimeoutError:
             raise ApiError(
                 408, "upload_timeout", f"the body did not arrive within {self.cfg.timeout:g} s"
             ) from None
+        finally:
+            self.uploads -= 1
         timing.lap("upload")
-        path = await run_in_threadpool(_save_temporary, data, _suffix(name))
         handed_over = False  # once the decode job starts, it removes the file
         try:
             try:
@@ -377,8 +396,10 @@ class _Api:
                 504, "decode_timeout", f"decoding ran past the {self.cfg.timeout:g} s timeout"
             ) from None
 
-    async def _read_upload(self, request: Request) -> tuple[str, bytes]:
-        """The uploaded file's name and bytes, within the size limit.
+    async def _read_upload(self, request: Request) -> tuple[str, Path]:
+        """The uploaded file's name, and a temporary file holding it (the caller removes it),
+        within the size limit. The body goes to disk as it arrives (a multipart form's file part
+        through Starlette's parser, which keeps 1 MB in memory): nothing holds it whole in RAM.
 
         Raises:
             ApiError: 400 (empty, no file), 413 (too large), 415 (not audio).
@@ -401,20 +422,36 @@ class _Api:
         declared = request.headers.get("content-length", "")
         if _is_decimal(declared) and int(declared) > limit:
             raise too_large
-        body = bytearray()
+
+        async def body() -> AsyncIterator[bytes]:
+            size = 0
+            try:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    yield chunk
+            except ClientDisconnect:
+                raise ApiError(
+                    400, "bad_request", "the client left before its body arrived"
+                ) from None
+
+        if multipart:
+            return await _form_file(request, body())
+        name = request.query_params.get("filename") or "upload" + SUFFIXES.get(media, "")
+        path = _temporary(_suffix(name))
         try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise too_large
-        except ClientDisconnect:
-            raise ApiError(400, "bad_request", "the client left before its body arrived") from None
-        if not body:
-            raise ApiError(400, "bad_request", "the body is empty: send an audio file")
-        if not multipart:
-            name = request.query_params.get("filename") or "upload" + SUFFIXES.get(media, "")
-            return name, bytes(body)
-        return await _form_file(request, bytes(body))
+            size = 0
+            with path.open("wb") as f:
+                async for chunk in body():
+                    f.write(chunk)
+                    size += len(chunk)
+            if not size:
+                raise ApiError(400, "bad_request", "the body is empty: send an audio file")
+        except BaseException:  # an error, a timeout's cancellation: no file left behind
+            path.unlink(missing_ok=True)
+            raise
+        return name, path
 
     # --- WS /v1/stream ---
 
@@ -462,14 +499,11 @@ class _Api:
         await StreamRun(ws, session, self.slots, self.cfg.timeout).run()
 
 
-async def _form_file(request: Request, body: bytes) -> tuple[str, bytes]:
-    """The file of a multipart body (field ``file``, else its only file)."""
-
-    async def replay() -> AsyncIterator[bytes]:
-        yield body
-
+async def _form_file(request: Request, body: AsyncIterator[bytes]) -> tuple[str, Path]:
+    """The file of a multipart body (field ``file``, else its only file), copied to a temporary
+    file as :meth:`_Api._read_upload` returns it."""
     try:
-        form = await MultiPartParser(request.headers, replay(), max_files=1, max_fields=16).parse()
+        form = await MultiPartParser(request.headers, body, max_files=1, max_fields=16).parse()
     except MultiPartException as exc:
         raise ApiError(
             400, "bad_request", f"cannot read the multipart body: {exc.message}"
@@ -482,20 +516,33 @@ async def _form_file(request: Request, body: bytes) -> tuple[str, bytes]:
             raise ApiError(
                 400, "bad_request", "the multipart body has no file: send it as the field 'file'"
             )
-        data = await upload.read()
         name = upload.filename or "upload"
+        path = await run_in_threadpool(_copy_to_temporary, upload.file, _suffix(name))
     finally:
         await form.close()
-    if not data:
+    if not path.stat().st_size:
+        path.unlink()
         raise ApiError(400, "bad_request", f"{name}: the uploaded file is empty")
-    return name, data
+    return name, path
 
 
-def _save_temporary(data: bytes, suffix: str) -> Path:
+def _temporary(suffix: str) -> Path:
+    """A new empty file for an upload (in ``asr serve``'s own temporary folder)."""
     fd, name = tempfile.mkstemp(prefix="asr-serve-", suffix=suffix)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    os.close(fd)
     return Path(name)
+
+
+def _copy_to_temporary(src: BinaryIO, suffix: str) -> Path:
+    path = _temporary(suffix)
+    try:
+        src.seek(0)
+        with path.open("wb") as f:
+            shutil.copyfileobj(src, f, COPY_BYTES)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _is_decimal(text: str) -> bool:
