@@ -186,6 +186,20 @@ def test_truncated_wav_is_read_with_a_warning(tmp_path):
         load_audio(path, offset=-0.5)
 
 
+def test_a_header_claiming_more_frames_than_the_file_holds_is_read_as_truncated(tmp_path, capsys):
+    """Not refused from the header (as the bad-input table once said): the frames that are there
+    are read, with the truncation warning, and transcribed."""
+    path = write_audio(tmp_path / "long.wav", tone(0.5, 16_000), 16_000, "PCM_16")
+    raw = bytearray(path.read_bytes())
+    data_at = raw.index(b"data")
+    declared = struct.unpack("<I", raw[data_at + 4 : data_at + 8])[0]
+    raw[data_at + 4 : data_at + 8] = struct.pack("<I", declared * 10)  # ten times the frames
+    path.write_bytes(raw)
+    with pytest.warns(AudioWarning, match="long.wav: truncated: its header declares"):
+        assert main(["transcribe", str(path), "--decoder", "greedy"]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}\t")
+
+
 def test_align_refuses_an_empty_transcript_and_keeps_times_in_the_file(tmp_path, model, capsys):
     clip = DATA / "fsdd" / "0_jackson_0.wav"
     assert main(["align", str(clip), "  ,. ", "--model", str(model)]) == 2
