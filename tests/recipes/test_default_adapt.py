@@ -105,3 +105,19 @@ def test_methods_are_parsed_and_bad_ones_named():
     for bad in ("warp", "warp:", "warp:abc", "warp:-1", "fmllr", "none:1"):
         with pytest.raises(argparse.ArgumentTypeError, match="expected none, entropy"):
             adapt.parse_method(bad)
+
+
+def test_warp_scales_the_frequency_axis_of_real_emissions():
+    """``warp:A`` runs the bundled model on warped features: A = 1 is the unadapted model, another
+    factor changes the emissions."""
+    from asr.transcribe import load_model
+    from tests.conftest import ROOT
+
+    rec = load_model(precision="fp32")
+    manifest = str(ROOT / "tests" / "data" / "fsdd.jsonl")
+    ids, _, plain = adapt.adapted_emissions(rec, manifest, ("none", None), 0, 0.0, None)
+    _, _, same = adapt.adapted_emissions(rec, manifest, ("warp", 1.0), 0, 0.0, None)
+    _, _, warped = adapt.adapted_emissions(rec, manifest, ("warp", 0.85), 0, 0.0, None)
+    assert len(ids) == len(plain) == len(warped) > 0
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(plain, same))
+    assert not all(torch.allclose(a, b, atol=1e-2) for a, b in zip(plain, warped))

@@ -12,7 +12,7 @@ fixed, by one of two losses, and the utterance decoded again:
   unsupervised adaptation, the classic use of fMLLR, per utterance).
 
 Or ``warp:A``: no fitting, every utterance's frequency axis scaled by A (test-time vocal tract
-length normalisation, ``asr.features.warp_frequencies``). Usage:
+length normalisation, ``asr.augment.warp_frequencies``). Usage:
 
     python recipes/default/experiments/adapt.py --method entropy [--steps 10] [--lr 3e-3] [--sets dev]
         [--model exp/gen15.pt] [--decoder-config asr/pretrained/decoder.yaml]
@@ -26,10 +26,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from asr.augment import warp_frequencies
 from asr.config import load_decoder_config
 from asr.data import make_loader, pad_labels
 from asr.decode import BeamDecoder, GreedyDecoder
@@ -166,7 +168,9 @@ def adapted_emissions(
     model = rec.model
     ids, refs, emissions = [], [], []
     for batch in loader:
-        warp = None if factor is None else torch.full((len(batch.ids),), factor)
+        warp = None
+        if factor is not None:
+            warp = partial(warp_frequencies, factors=torch.full((len(batch.ids),), factor))
         feats, feat_lens = rec.features(batch.waves, batch.wav_lens, warp)
         if name == "entropy":
             feats = fit_features(model, feats, feat_lens, speech_frame_entropy, steps, lr)
