@@ -129,48 +129,71 @@ def _count(
 ) -> tuple[list[str], dict[int, tuple[np.ndarray, np.ndarray]]]:
     """Word ids and raw n-gram counts, in memory that grows with the distinct n-grams only.
 
-    Sentences are read once into an id stream ``<s> w ... </s> <s> ...``; words seen fewer than
-    ``min_count`` times become ``<unk>``; n-grams are counted in chunks and merged.
+    Sentences are streamed into id chunks ``<s> w ... </s> <s> ...`` of about ``chunk_tokens``;
+    each chunk's n-grams are counted and merged into the running counts, and the chunk dropped.
+    Words seen fewer than ``min_count`` times then become ``<unk>`` in the merged counts (the
+    same counts as counting the text with them replaced: each n-gram maps to one).
     """
     vocab: dict[str, int] = {BOS: 0, EOS: 1, UNK: 2}
-    chunks, current, size = [], [], 0
+    counts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    current: list[int] = []
+    seen = False
     for words in sentences:
         current.append(0)
         current.extend(vocab.setdefault(w, len(vocab)) for w in words)
         current.append(1)
-        size += len(words) + 2
-        if size >= chunk_tokens:
-            chunks.append(np.array(current, np.int32))
-            current, size = [], 0
+        if len(current) >= chunk_tokens:
+            _merge(counts, _chunk_counts(np.array(current, np.int32), order))
+            current, seen = [], True
     if current:
-        chunks.append(np.array(current, np.int32))
-    if not chunks:
+        _merge(counts, _chunk_counts(np.array(current, np.int32), order))
+    elif not seen:
         raise LMError("no sentences to build a language model from")
     words = [""] * len(vocab)
     for w, i in vocab.items():
         words[i] = w
     if min_count > 1:  # rare words -> <unk>, ids renumbered densely
-        freq = sum(np.bincount(c, minlength=len(words)) for c in chunks)
-        keep = (freq >= min_count) | (np.arange(len(words)) < 3)
+        unigrams, freq = counts[1]
+        per_word = np.zeros(len(words), np.int64)
+        per_word[unigrams[:, 0]] = freq
+        keep = (per_word >= min_count) | (np.arange(len(words)) < 3)
         new_id = np.where(keep, np.cumsum(keep) - 1, 2).astype(np.int32)
-        chunks = [new_id[c] for c in chunks]
+        counts = {n: _sum_counts(new_id[rows], c) for n, (rows, c) in counts.items()}
         words = [w for w, k in zip(words, keep) if k]
-    counts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for n in range(1, order + 1):
-        parts = []
-        for ids in chunks:
-            if len(ids) < n:
-                continue
-            rows = np.lib.stride_tricks.sliding_window_view(ids, n)
-            # an n-gram stays inside one sentence: </s> only last, <s> only first
-            ok = np.ones(len(rows), bool)
-            for k in range(n - 1):
-                ok &= rows[:, k] != 1
-                ok &= rows[:, k + 1] != 0
-            parts.append(_unique(rows[ok]))
-        rows = np.concatenate([p[0] for p in parts])
-        counts[n] = _unique(rows, np.concatenate([p[1] for p in parts]).astype(np.float64))
     return words, counts
+
+
+def _chunk_counts(ids: np.ndarray, order: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The n-gram counts (n = 1..order) of one chunk of the id stream (whole sentences)."""
+    counts = {}
+    for n in range(1, order + 1):
+        if len(ids) < n:
+            counts[n] = (np.zeros((0, n), np.int32), np.zeros(0, np.int64))
+            continue
+        rows = np.lib.stride_tricks.sliding_window_view(ids, n)
+        # an n-gram stays inside one sentence: </s> only last, <s> only first
+        ok = np.ones(len(rows), bool)
+        for k in range(n - 1):
+            ok &= rows[:, k] != 1
+            ok &= rows[:, k + 1] != 0
+        counts[n] = _unique(rows[ok])
+    return counts
+
+
+def _sum_counts(rows: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _unique(rows, counts.astype(np.float64))
+
+
+def _merge(
+    total: dict[int, tuple[np.ndarray, np.ndarray]], more: dict[int, tuple[np.ndarray, np.ndarray]]
+) -> None:
+    for n, (rows, counts) in more.items():
+        if n in total:
+            rows = np.concatenate([total[n][0], rows])
+            counts = np.concatenate([total[n][1], counts])
+            total[n] = _sum_counts(rows, counts)
+        else:
+            total[n] = (rows, counts)
 
 
 def _discounts(adjusted: np.ndarray) -> tuple[float, float, float]:

@@ -17,10 +17,13 @@ cannot spell (``1964``, ``naïve``) ends the sentence there, so no n-gram spans 
 
 from __future__ import annotations
 
+import array
+import codecs
+import itertools
 import json
 import re
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from asr.text import Tokenizer, normalize_text
@@ -56,19 +59,69 @@ def text_files(paths: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def is_wrapped(lines: Sequence[str]) -> bool:
+def is_wrapped(lines: Iterable[str]) -> bool:
     """Whether ``lines`` look like hard-wrapped prose: paragraphs of lines cut near one width."""
-    lengths = [len(x.rstrip()) for x in lines if x.strip()]
-    if len(lengths) < 5 or not any(not x.strip() for x in lines):
+    lengths, blank = array.array("q"), False
+    for x in lines:
+        if x.strip():
+            lengths.append(len(x.rstrip()))
+        else:
+            blank = True
+    if len(lengths) < 5 or not blank:
         return False
     return 50 <= statistics.median(lengths) <= 90 and max(lengths) <= 120
 
 
-def units(lines: Sequence[str]) -> Iterator[str]:
-    """The file's paragraphs (wrapped prose) or lines (anything else), speaker labels removed."""
+class TextLines:
+    """A text file's lines (as ``str.splitlines`` cuts the whole text), read from the file each
+    time they are iterated, so a large file is never held whole.
+
+    Raises:
+        TextError: the file is not UTF-8 text (naming the byte), or holds NUL bytes in its first
+            50 lines (binary data).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            with self.path.open(encoding="utf-8") as f:
+                n = 0
+                for raw in f:
+                    for line in raw.splitlines():
+                        n += 1
+                        if n <= 50 and "\x00" in line:
+                            raise TextError(f"{self.path}: binary data, not text")
+                        yield line
+        except UnicodeDecodeError as exc:
+            at = _first_bad_byte(self.path)
+            raise TextError(f"{self.path}: not UTF-8 text ({exc.reason} at byte {at})") from None
+
+
+def _first_bad_byte(path: Path, block: int = 1 << 20) -> int:
+    """The file offset where ``path`` stops being UTF-8 (a decode error's own offset counts from
+    the start of the chunk the reader was decoding)."""
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    with path.open("rb") as f:
+        while data := f.read(block):
+            held = len(decoder.getstate()[0])  # a sequence's first bytes, from the last block
+            try:
+                decoder.decode(data)
+            except UnicodeDecodeError as exc:
+                return offset - held + exc.start
+            offset += len(data)
+    return offset
+
+
+def units(lines: Iterable[str]) -> Iterator[str]:
+    """The file's paragraphs (wrapped prose) or lines (anything else), speaker labels removed.
+
+    ``lines`` is read twice (whether it is wrapped, then its units): a list, or a
+    :class:`TextLines` that reads its file again."""
     if is_wrapped(lines):
         paragraph: list[str] = []
-        for line in [*lines, ""]:
+        for line in itertools.chain(lines, [""]):
             if line.strip():
                 paragraph.append(line.strip())
             elif paragraph:
@@ -92,17 +145,23 @@ def strip_directions(text: str) -> str:
 def split_sentences(text: str) -> list[str]:
     """Cut running text into sentences at ``.``, ``!`` or ``?`` followed by a space; not after an
     abbreviation (``Mr.``, ``etc.``), an initial (``B.``) or dotted letters (``U.S.``)."""
-    sentences, start = [], 0
+    return list(_sentences(text))
+
+
+def _sentences(text: str) -> Iterator[str]:
+    """:func:`split_sentences`, one at a time (a document on one line holds many)."""
+    start = 0
     for match in _END.finditer(text):
         if text[match.start()] == ".":
             last = _LAST_WORD.search(text, start, match.start())
             word = last.group(1).lower() if last else ""
             if word in _ABBREVIATIONS or len(word.replace(".", "")) == 1 or "." in word:
                 continue
-        sentences.append(text[start : match.start() + 1])
+        if text[start : match.start() + 1].strip():
+            yield text[start : match.start() + 1]
         start = match.end()
-    sentences.append(text[start:])
-    return [s for s in sentences if s.strip()]
+    if text[start:].strip():
+        yield text[start:]
 
 
 def spellable_runs(words: list[str], tokenizer: Tokenizer) -> Iterator[list[str]]:
@@ -149,12 +208,6 @@ def iter_sentences(
             for text in _manifest_texts(path):
                 yield from spellable_runs(normalize_text(text).split(), tokenizer)
             continue
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise TextError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        if any("\x00" in line for line in lines[:50]):
-            raise TextError(f"{path}: binary data, not text")
-        for unit in units(lines):
-            for sentence in split_sentences(strip_directions(unit)):
+        for unit in units(TextLines(path)):
+            for sentence in _sentences(strip_directions(unit)):
                 yield from spellable_runs(normalize_text(sentence).split(), tokenizer)

@@ -259,3 +259,36 @@ def test_a_build_stopped_by_sigterm_leaves_no_partial_arpa(tmp_path):
     finally:
         proc.kill()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+
+
+def _build_peak_mb(text, out) -> float:
+    """``asr lm build TEXT`` in a subprocess; its peak resident memory (VmHWM) in MB."""
+    code = (
+        "import re, sys; from asr.cli import main; assert main(sys.argv[1:]) == 0; "
+        "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "lm", "build", str(text), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1]) / 1024
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_build_memory_follows_the_distinct_ngrams_not_the_text(tmp_path):
+    """8 MB and 32 MB of text over 13 words, a sentence a line: the same peak (the text is
+    streamed a line at a time, counted a chunk at a time). It grew with the text (1.22 GB for
+    200 MB)."""
+    rng = random.Random(0)
+    words = "the cat sat on a mat and dog ran to big red house".split()
+    line = lambda: " ".join(rng.choice(words) for _ in range(10)) + ".\n"  # noqa: E731
+    peaks = []
+    for mb in (8, 32):
+        text = tmp_path / f"t{mb}.txt"
+        with text.open("w") as f:
+            while f.tell() < mb * 1_000_000:
+                f.write(line())
+        peaks.append(_build_peak_mb(text, tmp_path / f"t{mb}.arpa"))
+    assert peaks[1] - peaks[0] < 20, peaks
