@@ -1,0 +1,186 @@
+"""``asr serve`` under load with bad requests among the good: throughput, latency, memory.
+
+    python benchmarks/serve_load.py                          # 16 and 32 clients, default decoding
+    python benchmarks/serve_load.py --decoder greedy --clients 4 --requests 40   # a quick look
+
+``asr serve`` runs as a child process on a free loopback port with its default limits. Each
+client posts one request after another; every fifth request is bad, in turn: a text body
+(415), random bytes as audio (422), an empty body (400), a body over ``--max-upload-mb`` (413).
+The good ones are the clips of ``examples/`` (multipart, JSON with word times). A 503 is retried
+after the ``Retry-After`` it names (the retries are counted; the request's latency includes its
+waits). Meanwhile ``GET /v1/health`` is asked every 0.5 s: its slowest answer says whether the
+server kept answering.
+
+Printed per client count: answers per second (all final answers, bad ones included), good answers
+per second, latency p50/p95 of good and of bad requests, answers by status, 503 retries, the
+slowest health answer, and the server's peak resident memory (VmHWM, Linux) and its resident
+memory after the run. Client and server share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from asr.audio import AUDIO_EXTENSIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+BAD_KINDS = ("text", "garbage", "empty", "oversize")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def memory_mb(pid: int, field: str) -> float:
+    """``VmHWM`` (peak) or ``VmRSS`` of a process, in MB (0 where /proc is missing)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return int(status.split(f"{field}:")[1].split()[0]) / 1024
+
+
+def request_for(i: int, files: list[Path], oversize: int) -> tuple[bool, dict]:
+    """Request ``i``: every fifth one bad (each bad kind in turn), the others a clip."""
+    if i % 5 == 4:
+        kind = BAD_KINDS[(i // 5) % len(BAD_KINDS)]
+        raw = {"headers": {"Content-Type": "audio/wav"}}
+        if kind == "text":
+            return False, {"content": b"hello", "headers": {"Content-Type": "text/plain"}}
+        if kind == "garbage":
+            return False, {"content": random.Random(i).randbytes(20_000), **raw}
+        if kind == "empty":
+            return False, {"content": b"", **raw}
+        return False, {"content": bytes(oversize), **raw}
+    path = files[i % len(files)]
+    return True, {"files": {"file": (path.name, path.read_bytes())}}
+
+
+async def load(base: str, files: list[Path], clients: int, requests: int, oversize: int) -> dict:
+    """``requests`` requests from ``clients`` concurrent clients; what came back."""
+    latencies: dict[bool, list[float]] = {True: [], False: []}
+    statuses: Counter[int] = Counter()
+    retries = 0
+    next_index = 0
+    health_worst = 0.0
+    done = asyncio.Event()
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal next_index, retries
+        while next_index < requests:
+            i, next_index = next_index, next_index + 1
+            good, kwargs = request_for(i, files, oversize)
+            started = time.monotonic()
+            while True:
+                response = await http.post(base + "/v1/transcribe", **kwargs)
+                if response.status_code != 503:
+                    break
+                retries += 1
+                await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+            latencies[good].append(time.monotonic() - started)
+            statuses[response.status_code] += 1
+
+    async def health(http: httpx.AsyncClient) -> None:
+        nonlocal health_worst
+        while not done.is_set():
+            started = time.monotonic()
+            await http.get(base + "/v1/health")
+            health_worst = max(health_worst, time.monotonic() - started)
+            await asyncio.sleep(0.5)
+
+    limits = httpx.Limits(max_connections=clients + 1)
+    async with httpx.AsyncClient(trust_env=False, timeout=600, limits=limits) as http:
+        watcher = asyncio.create_task(health(http))
+        started = time.monotonic()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        elapsed = time.monotonic() - started
+        done.set()
+        await watcher
+    return {
+        "elapsed": elapsed,
+        "latencies": latencies,
+        "statuses": statuses,
+        "retries": retries,
+        "health_worst": health_worst,
+    }
+
+
+def p50_p95(values: list[float]) -> str:
+    if not values:
+        return "-"
+    p50, p95 = np.percentile(values, [50, 95])
+    return f"{p50:.2f}/{p95:.2f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="model file (default: bundled)")
+    parser.add_argument("--decoder", choices=["default", "greedy"], default="default")
+    parser.add_argument("--files", type=Path, default=ROOT / "examples", help="folder of clips")
+    parser.add_argument("--clients", default="16,32", help="concurrent clients to measure")
+    parser.add_argument("--requests", type=int, default=160, help="requests per client count")
+    parser.add_argument("--max-upload-mb", type=float, default=25.0, help="the server's limit")
+    args = parser.parse_args()
+
+    files = sorted(p for p in args.files.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise SystemExit(f"{args.files}: no audio files")
+    port = free_port()
+    command = [sys.executable, "-m", "asr", "serve", "--port", str(port)]
+    command += ["--max-upload-mb", str(args.max_upload_mb)]
+    command += ["--model", args.model] if args.model else []
+    command += ["--decoder", "greedy"] if args.decoder == "greedy" else []
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None:
+                raise SystemExit(f"asr serve exited with status {server.returncode}")
+            try:
+                if httpx.get(base + "/v1/health", trust_env=False).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("asr serve did not start within 300 s")
+            time.sleep(0.5)
+        print(
+            f"{len(files)} clips ({args.files}); decoding: {args.decoder}; {os.cpu_count()} CPU "
+            f"cores; every fifth request bad ({', '.join(BAD_KINDS)}); server at start: "
+            f"{memory_mb(server.pid, 'VmRSS'):.0f} MB"
+        )
+        oversize = int(args.max_upload_mb * 1e6) + 1
+        for clients in (int(c) for c in args.clients.split(",")):
+            r = asyncio.run(load(base, files, clients, args.requests, oversize))
+            answers = sum(r["statuses"].values())
+            statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
+            print(
+                f"{clients:3d} clients: {answers / r['elapsed']:.1f} answers/s, "
+                f"{len(r['latencies'][True]) / r['elapsed']:.1f} good/s; latency good "
+                f"{p50_p95(r['latencies'][True])}, bad {p50_p95(r['latencies'][False])}; "
+                f"{statuses}; {r['retries']} 503 retries; slowest health "
+                f"{r['health_worst']:.2f} s; server peak {memory_mb(server.pid, 'VmHWM'):.0f} MB, "
+                f"now {memory_mb(server.pid, 'VmRSS'):.0f} MB"
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
