@@ -92,12 +92,40 @@ def _wav_data_shortfall(path: Path) -> int:
         return 0
 
 
+def _wav_rate(path: Path) -> int | None:
+    """The sample rate a RIFF/WAVE file's ``fmt`` chunk declares (None: not such a file)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                size = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"fmt ":
+                    fmt = f.read(8)
+                    return int.from_bytes(fmt[4:8], "little") if len(fmt) == 8 else None
+                f.seek(size + (size & 1), 1)
+    except OSError:
+        return None
+
+
 def _header(path: Path) -> sf._SoundFileInfo | None:
     """soundfile's header of ``path``, checked (``check_header``); None where soundfile cannot
     read the format (librosa may)."""
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError):
+        # a WAV header soundfile refuses (0 Hz) is checked here too: librosa would decode the
+        # whole file (and import itself) before its rate is looked at
+        rate = _wav_rate(path)
+        if rate is not None and not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+            raise AudioError(
+                f"{path}: header claims a sample rate of {rate} Hz (a real recording has "
+                f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz): corrupt or forged"
+            ) from None
         return None
     check_header(path, info)
     return info

@@ -112,6 +112,30 @@ def test_a_folder_with_forged_files_transcribes_every_good_one(tmp_path, model, 
     assert peak_mb < base_mb + 100 and peak_mb < 2048, (peak_mb, base_mb)
 
 
+def test_forged_headers_cost_nothing_with_the_bundled_beam_search_and_lm(tmp_path):
+    """The bundled model with its default decoding (beam search, its LM parsed at start): three
+    forged headers among the good clips leave the peak where the good clips alone put it."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for clip in sorted((DATA / "fsdd").glob("*.wav"))[:3]:
+        shutil.copy(clip, folder / clip.name)
+    code = (
+        "import re, sys; from asr.cli import main; rc = main(sys.argv[1:]); "
+        "print('PEAK', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]); "
+        "sys.exit(rc)"
+    )
+    good = subprocess.run([sys.executable, "-c", code, "transcribe", str(folder)],
+                          capture_output=True, text=True)  # fmt: skip
+    for name, rate in (("huge.wav", 2**31 - 1), ("zero.wav", 0), ("ten.wav", 10)):
+        _forged(tmp_path, name, rate)
+        shutil.move(tmp_path / name, folder / name)
+    mixed = subprocess.run([sys.executable, "-c", code, "transcribe", str(folder)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert good.returncode == 0 and mixed.returncode == 1, mixed.stderr
+    good_mb, mixed_mb = (int(p.stdout.split("PEAK")[1]) / 1024 for p in (good, mixed))
+    assert mixed_mb < good_mb + 50, (mixed_mb, good_mb)
+
+
 def test_max_duration_refuses_by_header(tmp_path, model, capsys):
     write_audio(tmp_path / "long.wav", np.zeros(16_000 * 5, np.float32), 16_000)
     args = ["transcribe", str(tmp_path / "long.wav"), "--model", str(model)]
