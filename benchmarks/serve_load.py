@@ -2,6 +2,7 @@
 
     python benchmarks/serve_load.py                          # 16 and 32 clients, default decoding
     python benchmarks/serve_load.py --decoder greedy --clients 4 --requests 40   # a quick look
+    python benchmarks/serve_load.py --exhaust        # 4 maximal streams + 32 maximal uploads
 
 ``asr serve`` runs as a child process on a free loopback port with its default limits. Each
 client posts one request after another; every fifth request is bad, in turn: a text body
@@ -119,6 +120,69 @@ async def load(base: str, files: list[Path], clients: int, requests: int, oversi
     }
 
 
+def pcm_stream(seconds: float, sample_rate: int) -> bytes:
+    """``seconds`` of a quiet tone as 16-bit PCM: what a stream at the limits sends."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (0.1 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2").tobytes()
+
+
+async def exhaust(
+    base: str, streams: int, uploads: int, upload_bytes: int, stream_seconds: float, rate: int
+) -> dict:
+    """``streams`` WebSocket streams at ``rate`` Hz, each sending ``stream_seconds`` of audio as
+    fast as the server takes it, while ``uploads`` bodies of ``upload_bytes`` arrive at once:
+    what each got, and the slowest health answer meanwhile."""
+    import websockets
+
+    statuses: Counter[str] = Counter()
+    health_worst = 0.0
+    done = asyncio.Event()
+    chunk = pcm_stream(1.0, rate)  # one second, sent again and again
+
+    async def stream() -> None:
+        url = base.replace("http", "ws") + f"/v1/stream?sample_rate={rate}"
+        async with websockets.connect(url, max_size=None, open_timeout=60) as ws:
+            await ws.recv()  # ready (or an error, then the close)
+            try:
+                for _ in range(int(stream_seconds)):
+                    await ws.send(chunk)
+                await ws.send('{"type": "end"}')
+                async for message in ws:
+                    kind = message.split('"type": "', 1)[-1].split('"', 1)[0]
+                    if kind in ("done", "error"):
+                        statuses[f"stream {kind}"] += 1
+                        break
+            except websockets.ConnectionClosed as exc:
+                statuses[f"stream closed {exc.code}"] += 1
+
+    async def upload(http: httpx.AsyncClient) -> None:
+        body = bytes(upload_bytes)  # a WAV-typed body of zeros: read whole, then refused (422)
+        response = await http.post(
+            base + "/v1/transcribe", content=body, headers={"Content-Type": "audio/wav"}
+        )
+        statuses[f"upload {response.status_code}"] += 1
+
+    async def health(http: httpx.AsyncClient) -> None:
+        nonlocal health_worst
+        while not done.is_set():
+            started = time.monotonic()
+            await http.get(base + "/v1/health")
+            health_worst = max(health_worst, time.monotonic() - started)
+            await asyncio.sleep(0.5)
+
+    limits = httpx.Limits(max_connections=uploads + 1)
+    async with httpx.AsyncClient(trust_env=False, timeout=600, limits=limits) as http:
+        watcher = asyncio.create_task(health(http))
+        started = time.monotonic()
+        await asyncio.gather(
+            *(stream() for _ in range(streams)), *(upload(http) for _ in range(uploads))
+        )
+        elapsed = time.monotonic() - started
+        done.set()
+        await watcher
+    return {"elapsed": elapsed, "statuses": statuses, "health_worst": health_worst}
+
+
 def p50_p95(values: list[float]) -> str:
     if not values:
         return "-"
@@ -134,6 +198,13 @@ def main() -> None:
     parser.add_argument("--clients", default="16,32", help="concurrent clients to measure")
     parser.add_argument("--requests", type=int, default=160, help="requests per client count")
     parser.add_argument("--max-upload-mb", type=float, default=25.0, help="the server's limit")
+    parser.add_argument(
+        "--exhaust",
+        action="store_true",
+        help="instead: 4 streams at 768 kHz sending --stream-seconds each as fast as taken, "
+        "and 32 uploads just under --max-upload-mb at once; peak memory and health",
+    )
+    parser.add_argument("--stream-seconds", type=float, default=599.0)
     args = parser.parse_args()
 
     files = sorted(p for p in args.files.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
@@ -165,6 +236,16 @@ def main() -> None:
             f"{memory_mb(server.pid, 'VmRSS'):.0f} MB"
         )
         oversize = int(args.max_upload_mb * 1e6) + 1
+        if args.exhaust:
+            r = asyncio.run(exhaust(base, 4, 32, oversize - 1024, args.stream_seconds, 768_000))
+            statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
+            print(
+                f"4 streams of {args.stream_seconds:.0f} s at 768 kHz + 32 uploads of "
+                f"{args.max_upload_mb:.1f} MB at once: {r['elapsed']:.1f} s; {statuses}; slowest "
+                f"health {r['health_worst']:.2f} s; server peak "
+                f"{memory_mb(server.pid, 'VmHWM'):.0f} MB, now {memory_mb(server.pid, 'VmRSS'):.0f} MB"
+            )
+            return
         for clients in (int(c) for c in args.clients.split(",")):
             r = asyncio.run(load(base, files, clients, args.requests, oversize))
             answers = sum(r["statuses"].values())
