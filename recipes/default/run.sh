@@ -9,7 +9,7 @@
 #   --dry-run                  print every command, run none
 #   --from-git GEN             skip the training up to generation GEN: write the file the next
 #                              stage starts from out of git history (gen1, gen3, gen8, gen13,
-#                              gen14 or gen15) and start there
+#                              gen14, gen15 or cv1) and start there
 #   --data DIR                 the corpora (default ../shared/data)
 #
 # Resumable: a stage whose output exists is skipped (and says so); a training stage that was
@@ -118,7 +118,8 @@ if [ -n "$from_git" ]; then
     gen13) sha=a1b8b4c; files=(exp/avg1213.pt) ;;
     gen14) sha=e75a912; files=(exp/avg1314.pt) ;;
     gen15) sha=4eb39f7; files=(exp/avg1415.pt exp/gen15.pt) ;;
-    *) echo "run.sh: --from-git takes gen1, gen3, gen8, gen13, gen14 or gen15" >&2; exit 2 ;;
+    cv1) sha=80470b7; files=(exp/avg15cv1.pt exp/cv1.pt) ;;
+    *) echo "run.sh: --from-git takes gen1, gen3, gen8, gen13, gen14, gen15 or cv1" >&2; exit 2 ;;
   esac
   log "--from-git $from_git: its shipped float16 file, not a rebuild"
   for f in "${files[@]}"; do
