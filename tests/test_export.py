@@ -101,12 +101,14 @@ def test_export_averages_model_files_and_refuses_another_models(model_file, tmp_
         assert torch.allclose(saved["state_dict"][k], v.float() * 0.75, atol=1e-6), k
     assert load_model(out, precision="fp32").transcribe(torch.zeros(8000)).text is not None
 
-    # another vocabulary, or another shape, is refused by name and nothing is written
+    # another vocabulary, model config or shape is refused by name and nothing is written
     first_weight = next(iter(record["state_dict"]))
     lacking = {k: v for k, v in record["state_dict"].items() if k != first_weight}
     for name, change, says in (
         ("vocab.pt", {"tokens": record["tokens"][:-1] + ["#"]}, "vocabulary differs"),
-        ("wide.pt", {"model": {**record["model"], "hidden_size": 7}}, "model config differs"),
+        ("hop.pt", {"features": {**record["features"], "hop_ms": 20.0}}, "features config differs"),
+        # a config its weights do not fit is refused before it is built or read
+        ("wide.pt", {"model": {**record["model"], "hidden_size": 7}}, "do not fit the model"),
         ("fewer.pt", {"state_dict": lacking}, f"do not match .* \\(e.g. {first_weight}\\)"),
     ):
         torch.save({**record, **change}, tmp_path / name)
