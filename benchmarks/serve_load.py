@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import socket
@@ -71,14 +72,25 @@ def request_for(i: int, files: list[Path], oversize: int) -> tuple[bool, dict]:
     return True, {"files": {"file": (path.name, path.read_bytes())}}
 
 
+async def while_watching_health(http: httpx.AsyncClient, base: str, work) -> float:
+    """Await ``work`` while ``GET /v1/health`` is asked every 0.5 s; its slowest answer (s)."""
+    worst = 0.0
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        started = time.monotonic()
+        await http.get(base + "/v1/health")
+        worst = max(worst, time.monotonic() - started)
+        await asyncio.wait([task], timeout=0.5)
+    await task
+    return worst
+
+
 async def load(base: str, files: list[Path], clients: int, requests: int, oversize: int) -> dict:
     """``requests`` requests from ``clients`` concurrent clients; what came back."""
     latencies: dict[bool, list[float]] = {True: [], False: []}
     statuses: Counter[int] = Counter()
     retries = 0
     next_index = 0
-    health_worst = 0.0
-    done = asyncio.Event()
 
     async def client(http: httpx.AsyncClient) -> None:
         nonlocal next_index, retries
@@ -95,22 +107,13 @@ async def load(base: str, files: list[Path], clients: int, requests: int, oversi
             latencies[good].append(time.monotonic() - started)
             statuses[response.status_code] += 1
 
-    async def health(http: httpx.AsyncClient) -> None:
-        nonlocal health_worst
-        while not done.is_set():
-            started = time.monotonic()
-            await http.get(base + "/v1/health")
-            health_worst = max(health_worst, time.monotonic() - started)
-            await asyncio.sleep(0.5)
-
     limits = httpx.Limits(max_connections=clients + 1)
     async with httpx.AsyncClient(trust_env=False, timeout=600, limits=limits) as http:
-        watcher = asyncio.create_task(health(http))
         started = time.monotonic()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
+        health_worst = await while_watching_health(
+            http, base, asyncio.gather(*(client(http) for _ in range(clients)))
+        )
         elapsed = time.monotonic() - started
-        done.set()
-        await watcher
     return {
         "elapsed": elapsed,
         "latencies": latencies,
@@ -135,20 +138,18 @@ async def exhaust(
     import websockets
 
     statuses: Counter[str] = Counter()
-    health_worst = 0.0
-    done = asyncio.Event()
-    chunk = pcm_stream(1.0, rate)  # one second, sent again and again
+    chunk = pcm_stream(0.25, rate)  # a quarter second (as the page sends), again and again
 
     async def stream() -> None:
         url = base.replace("http", "ws") + f"/v1/stream?sample_rate={rate}"
         async with websockets.connect(url, max_size=None, open_timeout=60) as ws:
             await ws.recv()  # ready (or an error, then the close)
             try:
-                for _ in range(int(stream_seconds)):
+                for _ in range(int(stream_seconds * 4)):
                     await ws.send(chunk)
                 await ws.send('{"type": "end"}')
                 async for message in ws:
-                    kind = message.split('"type": "', 1)[-1].split('"', 1)[0]
+                    kind = json.loads(message).get("type")
                     if kind in ("done", "error"):
                         statuses[f"stream {kind}"] += 1
                         break
@@ -162,24 +163,14 @@ async def exhaust(
         )
         statuses[f"upload {response.status_code}"] += 1
 
-    async def health(http: httpx.AsyncClient) -> None:
-        nonlocal health_worst
-        while not done.is_set():
-            started = time.monotonic()
-            await http.get(base + "/v1/health")
-            health_worst = max(health_worst, time.monotonic() - started)
-            await asyncio.sleep(0.5)
-
     limits = httpx.Limits(max_connections=uploads + 1)
     async with httpx.AsyncClient(trust_env=False, timeout=600, limits=limits) as http:
-        watcher = asyncio.create_task(health(http))
         started = time.monotonic()
-        await asyncio.gather(
+        work = asyncio.gather(
             *(stream() for _ in range(streams)), *(upload(http) for _ in range(uploads))
         )
+        health_worst = await while_watching_health(http, base, work)
         elapsed = time.monotonic() - started
-        done.set()
-        await watcher
     return {"elapsed": elapsed, "statuses": statuses, "health_worst": health_worst}
 
 
