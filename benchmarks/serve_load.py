@@ -158,9 +158,13 @@ async def exhaust(
 
     async def upload(http: httpx.AsyncClient) -> None:
         body = bytes(upload_bytes)  # a WAV-typed body of zeros: read whole, then refused (422)
-        response = await http.post(
-            base + "/v1/transcribe", content=body, headers={"Content-Type": "audio/wav"}
-        )
+        try:
+            response = await http.post(
+                base + "/v1/transcribe", content=body, headers={"Content-Type": "audio/wav"}
+            )
+        except httpx.TransportError as exc:  # a refusal sent before the body had all gone
+            statuses[f"upload {type(exc).__name__}"] += 1
+            return
         statuses[f"upload {response.status_code}"] += 1
 
     limits = httpx.Limits(max_connections=uploads + 1)
