@@ -38,7 +38,9 @@ class SaveError(ValueError):
     """A model file or checkpoint that could not be written (a full disk, no permission)."""
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts): a temporary file or folder named
+    after a process that is gone was left by a killed writer."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -52,7 +54,7 @@ def remove_stale_temporaries(path: Path) -> None:
     """Delete ``.NAME.tmpPID`` files beside ``path`` left by writers that were killed."""
     for tmp in path.parent.glob(f".{path.name}.tmp*"):
         pid = tmp.name.rsplit(".tmp", 1)[1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 

@@ -69,6 +69,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(
+    options: list[str], model: str | None = None, greedy: bool = False
+) -> tuple[subprocess.Popen, str]:
+    """``asr serve`` with ``options`` on a free loopback port, once ``/v1/health`` answers: the
+    process (terminate it when done) and its base URL. Exits naming why if it does not start."""
+    port = free_port()
+    command = [sys.executable, "-m", "asr", "serve", "--port", str(port), *options]
+    command += ["--model", model] if model else []
+    command += ["--decoder", "greedy"] if greedy else []
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        if server.poll() is not None:
+            raise SystemExit(f"asr serve exited with status {server.returncode}")
+        try:
+            if httpx.get(base + "/v1/health", trust_env=False).status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            server.terminate()
+            raise SystemExit("asr serve did not start within 300 s")
+        time.sleep(0.5)
+
+
 def server_timing(header: str) -> dict[str, float]:
     """``Server-Timing: upload;dur=1.20, decode;dur=25.1`` -> {"upload": 0.0012, ...} seconds."""
     stages = {}
@@ -245,26 +271,9 @@ def main() -> None:
         f"{args.max_decodes}"
     )
 
-    port = free_port()
-    command = [sys.executable, "-m", "asr", "serve", "--port", str(port)]
-    command += ["--max-decodes", str(args.max_decodes), "--max-waiting", str(4 * max(clients))]
-    command += ["--model", args.model] if args.model else []
-    command += ["--decoder", "greedy"] if args.decoder == "greedy" else []
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    options = ["--max-decodes", str(args.max_decodes), "--max-waiting", str(4 * max(clients))]
+    server, base = start_server(options, args.model, args.decoder == "greedy")
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"asr serve exited with status {server.returncode}")
-            try:
-                if httpx.get(base + "/v1/health", trust_env=False).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-            if time.monotonic() > deadline:
-                raise SystemExit("asr serve did not start within 300 s")
         url = base + "/v1/transcribe"
         for path in files * args.warmup:  # the first decodes of each length set up kernels
             rec.transcribe(path, decoder=decoder)
@@ -301,7 +310,7 @@ def main() -> None:
         pause = np.zeros(int(PAUSE_SECONDS * sr), dtype=np.float32)
         wave = np.concatenate([x for clip in clips for x in (clip, pause)])
         audio = len(wave) / sr
-        ws_url = f"ws://127.0.0.1:{port}/v1/stream"
+        ws_url = base.replace("http://", "ws://") + "/v1/stream"
         fast = stream(ws_url, wave, sr, paced=False)
         done = next(t for t, e in fast["events"] if e["type"] == "done")
         paced = stream(ws_url, wave, sr, paced=True)

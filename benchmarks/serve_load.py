@@ -25,26 +25,18 @@ import asyncio
 import json
 import os
 import random
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import numpy as np
+from serve import start_server  # benchmarks/serve.py, beside this script
 
 from asr.audio import AUDIO_EXTENSIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD_KINDS = ("text", "garbage", "empty", "oversize")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def memory_mb(pid: int, field: str) -> float:
@@ -205,26 +197,9 @@ def main() -> None:
     files = sorted(p for p in args.files.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
     if not files:
         raise SystemExit(f"{args.files}: no audio files")
-    port = free_port()
-    command = [sys.executable, "-m", "asr", "serve", "--port", str(port)]
-    command += ["--max-upload-mb", str(args.max_upload_mb)]
-    command += ["--model", args.model] if args.model else []
-    command += ["--decoder", "greedy"] if args.decoder == "greedy" else []
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    options = ["--max-upload-mb", str(args.max_upload_mb)]
+    server, base = start_server(options, args.model, args.decoder == "greedy")
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"asr serve exited with status {server.returncode}")
-            try:
-                if httpx.get(base + "/v1/health", trust_env=False).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("asr serve did not start within 300 s")
-            time.sleep(0.5)
         print(
             f"{len(files)} clips ({args.files}); decoding: {args.decoder}; {os.cpu_count()} CPU "
             f"cores; every fifth request bad ({', '.join(BAD_KINDS)}); server at start: "

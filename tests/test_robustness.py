@@ -3,6 +3,7 @@ status (2 for a refused command, 1 for "some files failed"), nothing lost, nothi
 the output folder. One test per hole a probe of ~150 bad inputs found (see docs/bad-input.md, "What bad
 input gets"), beside the cases that already passed it."""
 
+import contextlib
 import errno
 import io
 import json
@@ -13,6 +14,8 @@ import struct
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -284,30 +287,30 @@ def test_a_disk_filling_under_torch_save_says_so(tmp_path, monkeypatch):
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(2))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
-    mnt = tmp_path / "small"  # a real full disk: a 1 MB tmpfs (needs root)
+    with _small_filesystem(tmp_path / "small") as mnt:  # a real full disk
+        atomic_save({"a": torch.zeros(2)}, mnt / "last.pt")
+        with pytest.raises(SaveError, match=r"cannot write it \(No space left on device\); the pr"):
+            atomic_save({"a": torch.ones(1 << 20)}, mnt / "last.pt")  # 4 MB
+        assert [p.name for p in mnt.iterdir()] == ["last.pt"]
+
+
+@contextlib.contextmanager
+def _small_filesystem(mnt: Path) -> Iterator[Path]:
+    """A 1 MB tmpfs mounted at ``mnt`` for the block (needs root: the test is skipped without)."""
     mnt.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
                           capture_output=True)  # fmt: skip
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small filesystem here: {done.stderr.decode().strip()}")
     try:
-        atomic_save({"a": torch.zeros(2)}, mnt / "last.pt")
-        with pytest.raises(SaveError, match=r"cannot write it \(No space left on device\); the pr"):
-            atomic_save({"a": torch.ones(1 << 20)}, mnt / "last.pt")  # 4 MB
-        assert [p.name for p in mnt.iterdir()] == ["last.pt"]
+        yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_a_really_full_filesystem(tmp_path, example_manifest, capsys):
     """A 1 MB tmpfs: training stops with exit 2 and a message, not a traceback (needs root)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                          capture_output=True)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {done.stderr.decode().strip()}")
-    try:
+    with _small_filesystem(tmp_path / "small") as mnt:
         args = [
             "train",
             "--out",
@@ -322,8 +325,6 @@ def test_a_really_full_filesystem(tmp_path, example_manifest, capsys):
         assert rc == 2 and "cannot write it" in err and "Traceback" not in err, err
         leftovers = [p.name for p in (mnt / "exp").iterdir() if ".tmp" in p.name]
         assert leftovers == []
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_missing_training_audio_is_dropped_with_a_count(tmp_path, example_manifest):

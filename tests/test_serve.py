@@ -531,6 +531,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stop(proc: subprocess.Popen, sig: int, timeout: float) -> str:
+    """Send ``sig`` and wait up to ``timeout`` s (then kill): what the server printed."""
+    proc.send_signal(sig)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+    return output
+
+
 def test_asr_serve_with_the_bundled_default_decoder(rec, client):
     port = _free_port()
     proc = subprocess.Popen(
@@ -567,12 +578,7 @@ def test_asr_serve_with_the_bundled_default_decoder(rec, client):
         assert page.status_code == 200 and "<title>asr" in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            output, _ = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
+        output = _stop(proc, signal.SIGINT, 20)
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{port}/" in output
 
@@ -700,12 +706,7 @@ def test_temporary_files_live_in_one_folder_removed_on_sigterm_and_after_kill_9(
         assert not folder.exists()  # a dead process's folder, removed on start
         assert len(list((root / str(second.pid)).glob("lexicon-*.txt"))) == 2
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            output, _ = second.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            second.kill()
-            output, _ = second.communicate()
+        output = _stop(second, signal.SIGTERM, 30)
     assert second.returncode == -signal.SIGTERM, output
     assert list(root.iterdir()) == [], output
     assert "Traceback" not in output, output

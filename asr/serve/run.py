@@ -17,6 +17,8 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from asr.checkpoint import pid_alive
+
 WS_MAX_MESSAGE = 1 << 20  # bytes in one WebSocket message: 32 s of 16 kHz PCM, plenty for a chunk
 WS_MAX_QUEUE = 8  # messages a stream's socket holds unread (uvicorn's default 32: 32 MB)
 HEADER_SECONDS = 10.0  # a request's headers must arrive this soon after the connection opens
@@ -44,7 +46,7 @@ def temporary_folder() -> Iterator[Path]:
     root = Path(tempfile.gettempdir()) / f"asr-serve-{os.getuid() if hasattr(os, 'getuid') else 0}"
     root.mkdir(mode=0o700, exist_ok=True)
     for old in root.iterdir():
-        if old.name.isdigit() and not _alive(int(old.name)):
+        if old.name.isdigit() and not pid_alive(int(old.name)):
             shutil.rmtree(old, ignore_errors=True)
     folder = root / str(os.getpid())
     folder.mkdir(exist_ok=True)
@@ -54,16 +56,6 @@ def temporary_folder() -> Iterator[Path]:
     finally:
         tempfile.tempdir = previous
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 class HeaderTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
