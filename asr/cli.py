@@ -1,6 +1,6 @@
 """``asr <command>``: the only place that parses arguments, with its siblings ``cli_args.py`` (the
-options several commands share), ``cli_prepare.py``, ``cli_lm.py`` and ``cli_serve.py`` (one
-command each)."""
+options several commands share), ``cli_prepare.py``, ``cli_lm.py``, ``cli_serve.py`` and ``cli_enrol.py``
+(one command each)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import torch
 from asr.audio import AudioError
 from asr.checkpoint import ModelFileError
 from asr.cli_args import add_config_args, add_decoder_args, add_precision, decoder_from_args
+from asr.cli_enrol import add_enrol, cmd_enrol
 from asr.cli_lm import add_lm, cmd_lm
 from asr.cli_prepare import add_prepare, cmd_prepare
 from asr.cli_serve import add_serve, cmd_serve
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lm(sub)
     _add_export(sub)
     add_serve(sub)
+    add_enrol(sub)
     return parser
 
 
@@ -422,6 +424,7 @@ COMMANDS = {
     "lm": cmd_lm,
     "align": cmd_align,
     "serve": cmd_serve,
+    "enrol": cmd_enrol,
 }
 
 

@@ -195,6 +195,13 @@ class TrainConfig:
     # start from this model file's weights (fine-tuning, e.g. asr/pretrained/default.pt); its
     # features, model shape and vocabulary must match this config's. Ignored when resuming.
     init_from: str = ""
+    # parameter name prefixes that training moves (e.g. [rnns.0, rnns.1]: the first two recurrent
+    # layers; names as in the model's state dict); every other weight stays as init_from left it.
+    # Empty: all move. Fine-tuning on a little data (asr enrol) moves few
+    trainable: list[str] = field(default_factory=list)
+    # stop once the WER that chooses best.pt has not improved for this many epochs (0: run every
+    # epoch); the schedule still decays over train.epochs, so an early stop leaves lr higher
+    patience: int = bounded(0, 0)
     # a decoder config (a YAML file with a 'decoder:' section, as `asr lm tune` writes, e.g.
     # asr/pretrained/decoder.yaml): validation also decodes with it (the beam search and LM a
     # user of the model will run), and best.pt and average_last's choice go by its WER instead

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -62,7 +63,11 @@ def _setup_logging(out_dir: Path) -> logging.Handler:
 
 
 def train(
-    cfg: Config, out_dir: str | Path, resume: bool = True, progress: bool = True
+    cfg: Config,
+    out_dir: str | Path,
+    resume: bool = True,
+    progress: bool = True,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> EpochRecord | None:
     """Train a model as ``cfg`` says, writing the experiment to ``out_dir``.
 
@@ -72,6 +77,8 @@ def train(
         resume: continue from ``out_dir/last.pt`` when it exists (exactly: weights, optimiser,
             schedule, epoch, place in the epoch and random state).
         progress: show a progress bar.
+        on_epoch: called with each epoch's history record once it is validated and saved (on
+            rank 0 alone).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) this is one rank of a data-parallel run: every rank
     calls it with the same arguments; only rank 0 writes into ``out_dir``.
@@ -87,7 +94,8 @@ def train(
     handler = _setup_logging(out_dir) if ddp.is_main else None
     finished = False
     try:
-        record = _train(cfg, out_dir, resume, progress and ddp.is_main, ddp, device)
+        report = on_epoch if ddp.is_main else None
+        record = _train(cfg, out_dir, resume, progress and ddp.is_main, ddp, device, report)
         finished = True
         return record
     finally:
@@ -110,6 +118,7 @@ def _train(
     progress: bool,
     ddp: Distributed,
     device: torch.device,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> EpochRecord | None:
     last_path = out_dir / "last.pt"
     resuming = resume and last_path.exists()
@@ -123,12 +132,28 @@ def _train(
         f"x {len(loaders.train)} batches per epoch, {cfg.train.accumulate_grad} per optimizer step"
     )
     record = None
-    while state.epoch < cfg.train.epochs:
+    while state.epoch < cfg.train.epochs and not _out_of_patience(state, cfg.train.patience):
         train_one_epoch(run, loaders.train, state)
         record = _end_epoch(run, loaders, state)
+        if on_epoch is not None:
+            on_epoch(record)
+    if _out_of_patience(state, cfg.train.patience) and state.epoch < cfg.train.epochs:
+        log.info(
+            f"stopped after epoch {state.epoch}: no better WER for {cfg.train.patience} epochs "
+            "(train.patience)"
+        )
     if cfg.train.average_last > 0 and state.history and ddp.is_main:
         _average_last(run, loaders.valid_utts, state)
     return record
+
+
+def _out_of_patience(state: TrainState, patience: int) -> bool:
+    """Whether the last ``patience`` epochs all failed to beat the best before them (the same
+    on every rank: the history is; and after a resume, as it was before)."""
+    if not patience or len(state.history) <= patience:
+        return False
+    best_before = min(r.selection_wer for r in state.history[:-patience])
+    return all(r.selection_wer >= best_before for r in state.history[-patience:])
 
 
 def train_one_epoch(run: Run, loader: DataLoader, state: TrainState) -> None:

@@ -105,7 +105,9 @@ def build(
             "saved as best.pt; last.pt keeps the trained weights too"
         )
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+        trainable_parameters(model, cfg.train.trainable),
+        lr=cfg.train.lr,
+        weight_decay=cfg.train.weight_decay,
     )
     steps_per_epoch = math.ceil(len(loaders.train) / accumulate)
     schedule = lr_lambda(
@@ -125,6 +127,31 @@ def build(
     run = Run(cfg, out_dir, ddp, device, *parts, steps_per_epoch, progress, ema)
     run.valid_decoder, run.valid_measure = make_valid_decoder(cfg.train.valid_decoder, tokenizer)
     return run, loaders
+
+
+def trainable_parameters(model: torch.nn.Module, prefixes: list[str]) -> list[torch.nn.Parameter]:
+    """The parameters whose names start with one of ``prefixes`` (all when empty); the others
+    stop taking gradients, so neither the optimiser nor weight decay moves them.
+
+    Raises:
+        ConfigError: a prefix that names no parameter (the names are listed).
+    """
+    names = [name for name, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unknown:
+        layers = sorted({n.rsplit(".", 1)[0] for n in names})
+        raise ConfigError(
+            f"train.trainable: {unknown} name no parameter of the model ({', '.join(layers)})"
+        )
+    chosen = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(not prefixes or any(name.startswith(p) for p in prefixes))
+        if param.requires_grad:
+            chosen.append(param)
+    if prefixes:
+        moved = sum(p.numel() for p in chosen)
+        log.info(f"training moves {moved / 1e6:.2f}M parameters ({', '.join(prefixes)})")
+    return chosen
 
 
 def make_valid_decoder(

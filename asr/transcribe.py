@@ -357,6 +357,10 @@ def load_model(
     path = Path(path) if path is not None else DEFAULT_MODEL
     record = read_model_file(path)
     rec = build_recognizer(record, str(path)).to(device).set_precision(precision)
-    if bundled and DEFAULT_DECODER.is_file():
+    # a personal model (asr enrol) records that it decodes as the model it came from
+    recorded = rec.info.get("decoder", "")
+    if (bundled or recorded == "bundled") and DEFAULT_DECODER.is_file():
         rec.decoder_config = DEFAULT_DECODER
+    elif recorded and recorded != "bundled" and Path(recorded).is_file():
+        rec.decoder_config = Path(recorded)
     return rec

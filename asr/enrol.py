@@ -1,0 +1,310 @@
+"""Personal models: a model fine-tuned on one speaker's recordings (``asr enrol``).
+
+A speaker records a few minutes (their own transcripts, or prompts from :mod:`asr.prompts`);
+:func:`enrol` holds a few recordings out, fine-tunes a model file on the rest with
+:func:`asr.train.train` (only the lower recurrent layers move, at a small learning rate, with
+SpecAugment, stopping early when the held-out recordings stop improving) and writes
+``personal.pt``: a model file that ``asr transcribe --model``, ``asr serve --model`` and
+:func:`asr.load_model` take, decoding with the same beam search and LM as the model it came from.
+
+The defaults (:class:`EnrolSettings`) were chosen by measurement on a held-out LibriSpeech reader
+(``benchmarks/enrol.py``, ``docs/enrol.md``). Progress goes to a bar and to ``progress.json`` in
+the output folder, which ``asr serve`` reads to show it on the page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from asr.checkpoint import atomic_save, read_model_file, strip_checkpoint
+from asr.config import Config, FeatureConfig, ModelConfig, config_from_dict, load_decoder_config
+from asr.data import ManifestError, Utterance, make_loader, read_manifest, write_manifest
+from asr.decode import build_decoder
+from asr.evaluate import evaluate
+from asr.recipes import folder
+from asr.text import Tokenizer, normalize_text
+from asr.transcribe import DEFAULT_DECODER, DEFAULT_MODEL, build_recognizer
+
+MIN_SECONDS = 30.0  # less speech than this is refused: too little to learn from and to check
+BUNDLED_DECODER = "bundled"  # a model file's info["decoder"]: decode as the bundled model does
+
+
+class EnrolError(ValueError):
+    """Recordings that cannot be enrolled, named with what is wrong."""
+
+
+@dataclass
+class EnrolSettings:
+    """How :func:`enrol` fine-tunes (the defaults are measured: ``docs/enrol.md``)."""
+
+    lr: float = 5e-4
+    epochs: int = 30
+    patience: int = 6  # epochs without a better held-out WER before stopping
+    # what moves: parameter name prefixes (train.trainable); the rest keep the base model's weights
+    trainable: list[str] = field(default_factory=lambda: ["rnns.0", "rnns.1"])
+    heldout_share: float = 0.1  # of the recordings, evenly spread, at least 2
+    batch_seconds: float = 30.0
+    spec_augment: bool = True
+    seed: int = 1
+
+
+@dataclass
+class EnrolResult:
+    """What :func:`enrol` measured and wrote."""
+
+    model: Path  # personal.pt
+    train_seconds: float  # of speech trained on
+    heldout: int  # recordings held out
+    wer_before: float  # held-out WER of the base model, decoded as the personal model decodes
+    wer_after: float
+    epochs: int
+    minutes: float  # wall time of the fine-tuning
+
+
+def read_recordings(source: str | Path, tokenizer: Tokenizer) -> list[Utterance]:
+    """The recordings of ``source`` (a folder of audio files each with a ``.txt`` beside it, or a
+    JSON Lines manifest), transcripts normalised.
+
+    Raises:
+        EnrolError: a recording without a transcript (or unreadable), a transcript with characters
+            the model cannot spell, or less than :data:`MIN_SECONDS` of speech (how much more is
+            needed is said).
+    """
+    source = Path(source)
+    if source.is_dir():
+        try:
+            summary = folder.prepare(source, speaker="me")
+        except FileNotFoundError as exc:
+            raise EnrolError(str(exc)) from None
+        if summary.skipped:
+            listed = "; ".join(f"{what}: {why}" for what, why in summary.skipped[:10])
+            more = len(summary.skipped) - 10
+            raise EnrolError(
+                f"{len(summary.skipped)} recording(s) cannot be used: {listed}"
+                + (f"; and {more} more" if more > 0 else "")
+            )
+        utts = summary.splits["all"]
+    elif source.is_file():
+        try:
+            utts = read_manifest(source)
+        except ManifestError as exc:
+            raise EnrolError(str(exc)) from None
+    else:
+        raise EnrolError(f"{source}: no such folder or manifest")
+    bad = []
+    for utt in utts:
+        utt.text = normalize_text(utt.text)
+        oov = tokenizer.oov_chars(utt.text)
+        if oov:
+            where = _transcript_of(utt, source)
+            bad.append(f"{where}: {', '.join(repr(c) for c in sorted(oov))}")
+        elif not utt.text:
+            bad.append(f"{_transcript_of(utt, source)}: no words")
+    if bad:
+        raise EnrolError(
+            "transcripts with characters the model cannot spell (write numbers and symbols as "
+            f"words): {'; '.join(bad[:10])}" + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+        )
+    total = sum(u.duration for u in utts)
+    if total < MIN_SECONDS:
+        raise EnrolError(
+            f"{source}: {total:.0f} s of speech in {len(utts)} recording(s) is too little to learn "
+            f"from; record at least {math.ceil(MIN_SECONDS - total)} s more (a few minutes is better)"
+        )
+    return utts
+
+
+def _transcript_of(utt: Utterance, source: Path) -> str:
+    """Where a user fixes ``utt``'s transcript: its ``.txt``, or the manifest and utterance id."""
+    return str(Path(utt.audio).with_suffix(".txt")) if source.is_dir() else f"{source}: {utt.id}"
+
+
+def split_heldout(utts: list[Utterance], share: float) -> tuple[list[Utterance], list[Utterance]]:
+    """``(train, heldout)``: every k-th recording held out (spread over the session, so the
+    held-out few sound like the rest), at least 2 and at least one recording left to train on."""
+    n_held = max(2, round(share * len(utts)))
+    if len(utts) - n_held < 1:
+        raise EnrolError(f"{len(utts)} recordings: at least 3 are needed (2 are held out to check)")
+    step = len(utts) / n_held
+    held_idx = {int(i * step + step / 2) for i in range(n_held)}
+    train = [u for i, u in enumerate(utts) if i not in held_idx]
+    held = [u for i, u in enumerate(utts) if i in held_idx]
+    return train, held
+
+
+def enrol(
+    source: str | Path,
+    out_dir: str | Path,
+    model: str | Path | None = None,
+    settings: EnrolSettings | None = None,
+    progress: bool = True,
+) -> EnrolResult:
+    """Fine-tune ``model`` (default: the bundled one) on the recordings of ``source`` into
+    ``out_dir/personal.pt``; ``out_dir`` also holds the manifests, the training run (``run/``)
+    and ``progress.json``. A run interrupted part-way resumes from ``run/last.pt``.
+
+    Raises:
+        EnrolError: recordings that cannot be used (:func:`read_recordings`).
+        ModelFileError: ``model`` is not a model file.
+    """
+    settings = settings or EnrolSettings()
+    out_dir = Path(out_dir)
+    base = Path(model) if model is not None else DEFAULT_MODEL
+    record = read_model_file(base)
+    decoder_path = _decoder_of(base, record)
+    status = _Status(out_dir / "progress.json", settings.epochs)
+    try:
+        utts = read_recordings(source, Tokenizer(record["tokens"]))
+        train_utts, held = split_heldout(utts, settings.heldout_share)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_manifest(train_utts, out_dir / "train.jsonl")
+        write_manifest(held, out_dir / "heldout.jsonl")
+        cfg = _config(record, base, out_dir, decoder_path, settings, train_utts)
+        status.update(state="checking", message="scoring the held-out recordings")
+        before = _heldout_wer(record, str(base), out_dir / "heldout.jsonl", decoder_path)
+        status.update(state="training", wer_before=before, best_wer=before, message="")
+        started = time.monotonic()
+        _fine_tune(cfg, out_dir / "run", status, before, progress)
+        minutes = (time.monotonic() - started) / 60
+        path, after, epochs = _write_model(record, base, out_dir, decoder_path, before, minutes)
+        seconds = sum(u.duration for u in train_utts)
+        result = EnrolResult(path, seconds, len(held), before, after, epochs, minutes)
+    except Exception as exc:
+        status.update(state="failed", message=str(exc).splitlines()[0] if str(exc) else repr(exc))
+        raise
+    status.update(state="done", model=str(result.model), message="")
+    return result
+
+
+def _decoder_of(base: Path, record: dict) -> str:
+    """The decoder config a model file decodes with by default ('' for greedy)."""
+    recorded = record.get("info", {}).get("decoder", "")
+    if base.resolve() == DEFAULT_MODEL.resolve() or recorded == BUNDLED_DECODER:
+        return str(DEFAULT_DECODER) if DEFAULT_DECODER.is_file() else ""
+    return recorded if recorded and Path(recorded).is_file() else ""
+
+
+def _config(
+    record: dict,
+    base: Path,
+    out_dir: Path,
+    decoder_path: str,
+    settings: EnrolSettings,
+    train_utts: list[Utterance],
+) -> Config:
+    """The training config of an enrolment: the base model's shape, the settings' schedule."""
+    cfg = Config()
+    cfg.features = config_from_dict(FeatureConfig, record["features"], str(base))
+    cfg.model = config_from_dict(ModelConfig, record["model"], str(base))
+    cfg.data.train = str(out_dir / "train.jsonl")
+    cfg.data.valid = str(out_dir / "heldout.jsonl")
+    cfg.data.batch_seconds = settings.batch_seconds
+    cfg.data.num_workers = 0
+    cfg.augment.spec_augment = settings.spec_augment
+    t = cfg.train
+    t.init_from, t.valid_decoder = str(base), decoder_path
+    t.lr, t.epochs, t.patience, t.seed = settings.lr, settings.epochs, settings.patience, settings.seed
+    t.trainable = list(settings.trainable)
+    seconds = sum(u.duration for u in train_utts)
+    steps_per_epoch = max(1, math.ceil(seconds / settings.batch_seconds))
+    t.warmup_steps = min(50, 2 * steps_per_epoch)
+    t.log_every = max(1, steps_per_epoch)
+    return cfg
+
+
+def _heldout_wer(record: dict, where: str, manifest: Path, decoder_path: str) -> float:
+    """The held-out WER of a model record, decoded with ``decoder_path`` (greedy if '')."""
+    rec = build_recognizer(record, where).set_precision("auto")
+    utts = read_manifest(manifest)
+    for utt in utts:
+        utt.text = normalize_text(utt.text)
+    loader = make_loader(utts, rec.tokenizer, rec.sample_rate, 60.0, 16, 0, shuffle=False)
+    decoder = build_decoder(rec.tokenizer, load_decoder_config(decoder_path or None))
+    result = evaluate(
+        rec.model, rec.features, rec.tokenizer, loader, rec.device,
+        decoder=decoder, precision=rec.precision,
+    )  # fmt: skip
+    return result.score.wer
+
+
+def _fine_tune(cfg: Config, run_dir: Path, status: _Status, before: float, progress: bool) -> None:
+    """:func:`asr.train.train` with a bar of its own: one step an epoch, the held-out WER shown."""
+    from asr.train import train  # the training loop, only when an enrolment runs
+
+    bar = tqdm(total=cfg.train.epochs, desc="enrol", unit="epoch", disable=not progress)
+    bar.set_postfix_str(f"held-out WER {100 * before:.1f}% before")
+
+    def on_epoch(record) -> None:
+        wer = record.selection_wer
+        status.update(epoch=record.epoch, wer=wer, best_wer=min(status.best_wer, wer))
+        bar.n = record.epoch
+        bar.set_postfix_str(
+            f"held-out WER {100 * wer:.1f}% (best {100 * status.best_wer:.1f}%, "
+            f"before {100 * before:.1f}%)"
+        )
+
+    try:
+        train(cfg, run_dir, resume=True, progress=False, on_epoch=on_epoch)
+    finally:
+        bar.close()
+
+
+def _write_model(
+    record: dict,
+    base: Path,
+    out_dir: Path,
+    decoder_path: str,
+    before: float,
+    minutes: float,
+) -> tuple[Path, float, int]:
+    """``personal.pt``: the best epoch's weights, or the base model's when no epoch beat them."""
+    history = json.loads((out_dir / "run" / "history.json").read_text())
+    best = read_model_file(out_dir / "run" / "best.pt")
+    after = min(
+        h["valid_decoder_wer"] if h.get("valid_decoder_wer") is not None else h["valid_wer"]
+        for h in history
+    )
+    chosen = best if after < before else record
+    info = {
+        "enrolled": {
+            "base": str(base),
+            "heldout_wer_before": before,
+            "heldout_wer_after": min(after, before),
+            "epochs": len(history),
+            "minutes": round(minutes, 2),
+        },
+        "decoder": BUNDLED_DECODER if decoder_path == str(DEFAULT_DECODER) else decoder_path,
+    }
+    path = out_dir / "personal.pt"
+    atomic_save(strip_checkpoint(chosen, half=False, info=info), path)
+    return path, min(after, before), len(history)
+
+
+class _Status:
+    """``progress.json``: where an enrolment stands, rewritten atomically at each change."""
+
+    def __init__(self, path: Path, epochs: int) -> None:
+        self.path = path
+        self.values: dict = {"state": "starting", "epoch": 0, "epochs": epochs, "message": ""}
+        self.values |= {"wer_before": None, "wer": None, "best_wer": None, "model": None}
+        self.started = time.time()
+
+    @property
+    def best_wer(self) -> float:
+        return self.values["best_wer"] if self.values["best_wer"] is not None else math.inf
+
+    def update(self, **values) -> None:
+        self.values |= values
+        self.values["elapsed_s"] = round(time.time() - self.started, 1)
+        if not self.path.parent.is_dir():
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps(self.values) + "\n")
+        tmp.replace(self.path)
+
