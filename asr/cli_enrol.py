@@ -13,7 +13,7 @@ from asr.cli_args import sigterm_unwinds
 
 
 def add_enrol(sub: argparse._SubParsersAction) -> None:
-    from asr.enrol import EnrolSettings
+    from asr.enrol import LOWER_LAYERS, EnrolSettings
 
     d = EnrolSettings()
     p = sub.add_parser(
@@ -39,8 +39,9 @@ def add_enrol(sub: argparse._SubParsersAction) -> None:
         help=f"stop after this many epochs without a better held-out WER ({d.patience})",
     )  # fmt: skip
     p.add_argument(
-        "--trainable", default=",".join(d.trainable),
-        help=f"parameter name prefixes that move, comma-separated; 'all' for all ({','.join(d.trainable)})",
+        "--trainable", default=None,
+        help="parameter name prefixes that move, comma-separated (e.g. rnns.0,output), or 'all' "
+        f"(default: the lowest {LOWER_LAYERS} recurrent layers)",
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -52,7 +53,9 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         raise ValueError("give a folder of recordings (or a manifest) and --out, or --prompts N")
     from asr.enrol import EnrolSettings, enrol
 
-    trainable = [] if args.trainable == "all" else [t for t in args.trainable.split(",") if t]
+    trainable = None
+    if args.trainable is not None:
+        trainable = [] if args.trainable == "all" else [t for t in args.trainable.split(",") if t]
     settings = EnrolSettings(
         lr=args.lr, epochs=args.epochs, patience=args.patience, trainable=trainable
     )

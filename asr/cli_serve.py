@@ -38,6 +38,14 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     add_precision(p)
     add_decoder_args(p)
+    p.add_argument(
+        "--enrol-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="allow 'Train on my voice' on the page: recordings of prompts and the personal model "
+        "they fine-tune (one at a time, in the background) are kept under DIR. Off by default",
+    )
     g = p.add_argument_group("limits")
     g.add_argument("--max-upload-mb", type=float, default=25.0, help="largest body (default 25)")
     g.add_argument(
@@ -131,7 +139,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # the server's temporary files (uploads, the decoders' lexicons) in a folder of its own,
     # removed on the way out, SIGTERM included
     with sigterm_unwinds(), temporary_folder():
-        app = create_app(rec, cfg, make_decoder, args.model.name if args.model else "bundled")
+        enrolment = None
+        if args.enrol_dir is not None:
+            from asr.serve.enrolment import Enrolment
+
+            enrolment = Enrolment(args.enrol_dir, args.model, device=args.device,
+                                  precision=args.precision)  # fmt: skip
+            print(f"asr serve: enrolments allowed, kept in {args.enrol_dir}", file=sys.stderr)
+        name = args.model.name if args.model else "bundled"
+        app = create_app(rec, cfg, make_decoder, name, enrolment)
         if not is_loopback(args.host):
             print(
                 f"asr serve: listening on {args.host}, reachable from other machines, with no "

@@ -17,13 +17,20 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from asr.checkpoint import atomic_save, read_model_file, strip_checkpoint
-from asr.config import Config, FeatureConfig, ModelConfig, config_from_dict, load_decoder_config
+from asr.config import (
+    Config,
+    FeatureConfig,
+    ModelConfig,
+    config_from_dict,
+    load_decoder_config,
+    update_dataclass,
+)
 from asr.data import ManifestError, Utterance, make_loader, read_manifest, write_manifest
 from asr.decode import build_decoder
 from asr.evaluate import evaluate
@@ -32,7 +39,8 @@ from asr.text import Tokenizer, normalize_text
 from asr.transcribe import DEFAULT_DECODER, DEFAULT_MODEL, build_recognizer
 
 MIN_SECONDS = 30.0  # less speech than this is refused: too little to learn from and to check
-BUNDLED_DECODER = "bundled"  # a model file's info["decoder"]: decode as the bundled model does
+BUNDLED_DECODER = "bundled"
+LOWER_LAYERS = 2  # the recurrent layers that move by default, counted from the input  # a model file's info["decoder"]: decode as the bundled model does
 
 
 class EnrolError(ValueError):
@@ -46,8 +54,9 @@ class EnrolSettings:
     lr: float = 5e-4
     epochs: int = 30
     patience: int = 6  # epochs without a better held-out WER before stopping
-    # what moves: parameter name prefixes (train.trainable); the rest keep the base model's weights
-    trainable: list[str] = field(default_factory=lambda: ["rnns.0", "rnns.1"])
+    # what moves: parameter name prefixes (train.trainable; [] all); the rest keep the base
+    # model's weights. None: the lowest LOWER_LAYERS recurrent layers (as many as the model has)
+    trainable: list[str] | None = None
     heldout_share: float = 0.1  # of the recordings, evenly spread, at least 2
     batch_seconds: float = 30.0
     spec_augment: bool = True
@@ -202,19 +211,32 @@ def _config(
     cfg = Config()
     cfg.features = config_from_dict(FeatureConfig, record["features"], str(base))
     cfg.model = config_from_dict(ModelConfig, record["model"], str(base))
-    cfg.data.train = str(out_dir / "train.jsonl")
-    cfg.data.valid = str(out_dir / "heldout.jsonl")
-    cfg.data.batch_seconds = settings.batch_seconds
-    cfg.data.num_workers = 0
-    cfg.augment.spec_augment = settings.spec_augment
-    t = cfg.train
-    t.init_from, t.valid_decoder = str(base), decoder_path
-    t.lr, t.epochs, t.patience, t.seed = settings.lr, settings.epochs, settings.patience, settings.seed
-    t.trainable = list(settings.trainable)
     seconds = sum(u.duration for u in train_utts)
     steps_per_epoch = max(1, math.ceil(seconds / settings.batch_seconds))
-    t.warmup_steps = min(50, 2 * steps_per_epoch)
-    t.log_every = max(1, steps_per_epoch)
+    trainable = settings.trainable
+    if trainable is None:
+        trainable = [f"rnns.{i}" for i in range(min(LOWER_LAYERS, cfg.model.num_layers))]
+    values = {
+        "data": {
+            "train": str(out_dir / "train.jsonl"),
+            "valid": str(out_dir / "heldout.jsonl"),
+            "batch_seconds": settings.batch_seconds,
+            "num_workers": 0,
+        },
+        "augment": {"spec_augment": settings.spec_augment},
+        "train": {
+            "init_from": str(base),
+            "valid_decoder": decoder_path,
+            "lr": settings.lr,
+            "epochs": settings.epochs,
+            "patience": settings.patience,
+            "seed": settings.seed,
+            "trainable": list(trainable),
+            "warmup_steps": min(50, 2 * steps_per_epoch),
+            "log_every": steps_per_epoch,
+        },
+    }
+    update_dataclass(cfg, values, "asr enrol")  # checked as a config file's values are
     return cfg
 
 

@@ -66,6 +66,23 @@ def _seed():
     np.random.seed(0)
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A model file of ``conf/model/tiny.yaml`` trained two epochs on the ten example clips."""
+    from asr.config import load_config
+    from asr.train import train
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    manifest = DATA / "fsdd.jsonl"
+    cfg = load_config(
+        [ROOT / "conf/model/tiny.yaml"],
+        [f"data.train={manifest}", f"data.valid={manifest}", "data.num_workers=0",
+         "data.batch_seconds=2.0", "train.epochs=2", "train.warmup_steps=2"],
+    )  # fmt: skip
+    train(cfg, out, progress=False)
+    return out / "last.pt"
+
+
 @pytest.fixture
 def example_manifest() -> Path:
     """Ten FSDD clips (test-split recordings) with their transcripts."""

@@ -32,20 +32,13 @@ def _recordings(folder, example_records, copies: int = 8):
 
 
 @pytest.fixture(scope="module")
-def base_model(tmp_path_factory):
-    """A tiny model trained for two epochs on the example clips, recording a decoder config
-    (a lexicon-free beam search) as the one it decodes with."""
+def base_model(tiny_model, tmp_path_factory):
+    """The tiny model, recording a decoder config (a lexicon-free beam search) as the one it
+    decodes with."""
     out = tmp_path_factory.mktemp("base")
-    manifest = DATA / "fsdd.jsonl"
-    cfg = load_config(
-        [ROOT / "conf/model/tiny.yaml"],
-        [f"data.train={manifest}", f"data.valid={manifest}", "data.num_workers=0",
-         "data.batch_seconds=2.0", "train.epochs=2", "train.warmup_steps=2"],
-    )  # fmt: skip
-    train(cfg, out / "run", progress=False)
     decoder = out / "decoder.yaml"
     decoder.write_text(yaml.safe_dump({"decoder": {"kind": "beam", "beam_size": 4}}))
-    record = read_model_file(out / "run" / "last.pt")
+    record = read_model_file(tiny_model)
     record["info"]["decoder"] = str(decoder)
     atomic_save(record, out / "base.pt")
     return out / "base.pt"

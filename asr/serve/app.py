@@ -3,13 +3,21 @@
 ``POST /v1/transcribe``: an audio file (multipart field ``file``, or the raw body) -> JSON with
 text, timed words and subtitle segments, or ``?format=srt|vtt|txt``. ``GET /v1/health``,
 ``GET /v1/model``. ``WS /v1/stream``: 16-bit PCM in, partial and final transcripts out
-(:mod:`asr.serve.streaming`). ``GET /``: the page (``static/``).
+(:mod:`asr.serve.streaming`). ``GET /``: the page (``static/``). With an enrolment folder
+(``asr serve --enrol-dir``, :mod:`asr.serve.enrolment`): ``GET /v1/enrol`` (where it stands),
+``GET /v1/enrol/prompts?n=N``, ``PUT|DELETE /v1/enrol/recordings/{prompt id}``,
+``POST /v1/enrol/start``, ``GET /v1/enrol/model`` (the personal model's file); then
+``?model=personal`` on ``/v1/transcribe`` and ``/v1/stream`` uses the personal model.
 
 Every error is JSON, ``{"error": {"status": 413, "code": "too_large", "message": "..."}}``:
 
 ====  ==================  =====================================================================
 400   bad_request         an empty body, a multipart body without a file, an unknown ``format``
+400   too_little_speech   an enrolment started with less speech recorded than it needs
+403   enrolment_off       an enrolment request to a server started without ``--enrol-dir``
+404   not_found           an unknown path or prompt, or ``model=personal`` before there is one
 408   upload_timeout      the body did not arrive within the request timeout
+409   enrolment_running   an enrolment started while one runs
 408   idle_timeout        a stream sent nothing for the request timeout (closed with 1008)
 413   too_large           more bytes than ``max_upload_mb``, or audio longer than ``max_duration``
 415   unsupported_type    a Content-Type that is not audio (``audio/*``, octet-stream, multipart)
@@ -51,6 +59,8 @@ from starlette.websockets import WebSocket
 from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, audio_duration
 from asr.decode import GreedyDecoder
 from asr.formats import render, to_dict
+from asr.prompts import choose_prompts
+from asr.serve.enrolment import Enrolment
 from asr.serve.errors import ApiError, error_response
 from asr.serve.slots import Busy, DecodeSlots, TimedOut
 from asr.serve.stream_socket import StreamRun, close_with_error
@@ -196,6 +206,7 @@ def create_app(
     cfg: ServeConfig | None = None,
     make_decoder: Callable[[], Decoder] | None = None,
     model_name: str = "bundled",
+    enrolment: Enrolment | None = None,
 ) -> Starlette:
     """The application: ``rec`` loaded once, ``cfg.max_decodes`` decoders built now.
 
@@ -204,18 +215,24 @@ def create_app(
         cfg: limits.
         make_decoder: builds one decoder (``None``: :func:`default_decoder_factory`).
         model_name: what ``GET /v1/model`` calls the model (its file name, or "bundled").
+        enrolment: where "Train on my voice" keeps its recordings and model (None: refused).
     """
     cfg = cfg or ServeConfig()
     slots = DecodeSlots(
         make_decoder or default_decoder_factory(rec), cfg.max_decodes, cfg.max_waiting
     )
-    api = _Api(rec, cfg, slots, model_name)
+    api = _Api(rec, cfg, slots, model_name, enrolment)
     routes = [
         Route("/", api.page),
         Route("/v1/health", api.health),
         Route("/v1/model", api.model),
         Route("/v1/transcribe", api.transcribe, methods=["POST"]),
         WebSocketRoute("/v1/stream", api.stream),
+        Route("/v1/enrol", api.enrol_status),
+        Route("/v1/enrol/prompts", api.enrol_prompts),
+        Route("/v1/enrol/recordings/{prompt}", api.enrol_recording, methods=["PUT", "DELETE"]),
+        Route("/v1/enrol/start", api.enrol_start, methods=["POST"]),
+        Route("/v1/enrol/model", api.enrol_model),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 
@@ -236,6 +253,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         slots.close()
+        if enrolment is not None:
+            enrolment.close()
 
     app = Starlette(
         routes=routes,
@@ -249,8 +268,16 @@ def create_app(
 class _Api:
     """The endpoints, around one model, its decode slots and the limits."""
 
-    def __init__(self, rec: Recognizer, cfg: ServeConfig, slots: DecodeSlots, model_name: str):
+    def __init__(
+        self,
+        rec: Recognizer,
+        cfg: ServeConfig,
+        slots: DecodeSlots,
+        model_name: str,
+        enrolment: Enrolment | None,
+    ):
         self.rec, self.cfg, self.slots, self.model_name = rec, cfg, slots, model_name
+        self.enrolment = enrolment
         self.streams = 0  # WebSocket streams open now
         self.uploads = 0  # request bodies arriving now
         self.started = time.time()
@@ -298,8 +325,21 @@ class _Api:
                     "max_connections": self.cfg.max_connections,
                 },
                 "stream": asdict(self.cfg.stream),
+                "enrolment": self.enrolment is not None,
             }
         )
+
+    def _recognizer(self, params) -> Recognizer:
+        """The model a request asks for: ``model=personal`` (the enrolment's), else the server's."""
+        name = params.get("model", "")
+        if name in ("", "default", "bundled"):
+            return self.rec
+        if name != "personal":
+            raise ApiError(400, "bad_request", f"model must be 'personal' or left out, not {name!r}")
+        personal = self.enrolment.personal_model() if self.enrolment is not None else None
+        if personal is None:
+            raise ApiError(404, "not_found", "there is no personal model (yet): enrol first")
+        return personal
 
     # --- POST /v1/transcribe ---
 
@@ -313,22 +353,8 @@ class _Api:
                 "bad_request",
                 f"unknown format {fmt!r}; choose from {', '.join(RESPONSE_FORMATS)}",
             )
-        if self.uploads >= self.cfg.max_uploads:
-            raise ApiError(
-                503,
-                "busy",
-                f"{self.cfg.max_uploads} uploads are arriving, the limit; try again shortly",
-                {"Retry-After": "1"},
-            )
-        self.uploads += 1
-        try:
-            name, path = await asyncio.wait_for(self._read_upload(request), self.cfg.timeout)
-        except asyncio.TimeoutError:
-            raise ApiError(
-                408, "upload_timeout", f"the body did not arrive within {self.cfg.timeout:g} s"
-            ) from None
-        finally:
-            self.uploads -= 1
+        rec = await run_in_threadpool(self._recognizer, request.query_params)
+        name, path = await self._receive(request)
         timing.lap("upload")
         handed_over = False  # once the decode job starts, it removes the file
         try:
@@ -349,7 +375,7 @@ class _Api:
                 handed_over = True
                 timing.lap("wait")
                 try:
-                    return self.rec.transcribe(path, decoder=decoder, word_timestamps=fmt != "txt")
+                    return rec.transcribe(path, decoder=decoder, word_timestamps=fmt != "txt")
                 finally:
                     timing.lap("decode")
                     path.unlink(missing_ok=True)
@@ -371,6 +397,26 @@ class _Api:
         timing.lap("render")
         response.headers["Server-Timing"] = timing.header()
         return response
+
+    async def _receive(self, request: Request) -> tuple[str, Path]:
+        """The request's file in a temporary file (:meth:`_read_upload`), counted against
+        ``max_uploads`` while it arrives and bounded by the timeout."""
+        if self.uploads >= self.cfg.max_uploads:
+            raise ApiError(
+                503,
+                "busy",
+                f"{self.cfg.max_uploads} uploads are arriving, the limit; try again shortly",
+                {"Retry-After": "1"},
+            )
+        self.uploads += 1
+        try:
+            return await asyncio.wait_for(self._read_upload(request), self.cfg.timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(
+                408, "upload_timeout", f"the body did not arrive within {self.cfg.timeout:g} s"
+            ) from None
+        finally:
+            self.uploads -= 1
 
     async def _decode(self, job: Callable[[Decoder], Transcript], timeout: float) -> Transcript:
         """Run ``job`` in a decode slot; a full line or a passed deadline as an :class:`ApiError`."""
@@ -453,6 +499,59 @@ class _Api:
             raise
         return name, path
 
+    # --- enrolment: "Train on my voice" ---
+
+    def _enrolment(self) -> Enrolment:
+        if self.enrolment is None:
+            raise ApiError(
+                403, "enrolment_off",
+                "this server does not take enrolments: start it with asr serve --enrol-dir DIR",
+            )  # fmt: skip
+        return self.enrolment
+
+    async def enrol_status(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self._enrolment().status))
+
+    async def enrol_prompts(self, request: Request) -> Response:
+        self._enrolment()
+        n, start = (request.query_params.get(k, d) for k, d in (("n", "20"), ("start", "0")))
+        if not (_is_decimal(n) and _is_decimal(start)):
+            raise ApiError(400, "bad_request", "n and start must be whole numbers")
+        try:
+            prompts = choose_prompts(int(n), int(start))
+        except ValueError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
+        return JSONResponse({"prompts": [{"id": i, "text": t} for i, t in prompts]})
+
+    async def enrol_recording(self, request: Request) -> Response:
+        """PUT: a prompt's recording (the body as ``/v1/transcribe`` takes it); DELETE: drop it."""
+        enrolment = self._enrolment()
+        prompt = enrolment.check_prompt(request.path_params["prompt"])
+        if enrolment.running:
+            raise ApiError(409, "enrolment_running", "the recordings are in use: wait for the end")
+        if request.method == "DELETE":
+            await run_in_threadpool(enrolment.discard, prompt)
+            return JSONResponse(await run_in_threadpool(enrolment.status))
+        name, path = await self._receive(request)
+        try:
+            try:
+                seconds = await run_in_threadpool(audio_duration, path)
+            except AudioError as exc:
+                raise ApiError(422, "unreadable_audio", _own_words(exc, path, name)) from None
+            status = await run_in_threadpool(enrolment.keep, prompt, path, _suffix(name), seconds)
+        finally:
+            path.unlink(missing_ok=True)
+        return JSONResponse(status)
+
+    async def enrol_start(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self._enrolment().start), 202)
+
+    async def enrol_model(self, request: Request) -> Response:
+        path = self._enrolment().out / "personal.pt"
+        if not path.is_file() or self._enrolment().running:
+            raise ApiError(404, "not_found", "there is no personal model (yet): enrol first")
+        return FileResponse(path, filename="personal.pt", media_type="application/octet-stream")
+
     # --- WS /v1/stream ---
 
     async def stream(self, ws: WebSocket) -> None:
@@ -479,19 +578,24 @@ class _Api:
                 1008,
             )
             return
+        try:
+            rec = await run_in_threadpool(self._recognizer, ws.query_params)
+        except ApiError as exc:
+            await close_with_error(ws, exc.status, exc.code, exc.message, 1008)
+            return
         self.streams += 1
         try:
-            await self._run_stream(ws, int(rate_text))
+            await self._run_stream(ws, int(rate_text), rec)
         finally:
             self.streams -= 1
 
-    async def _run_stream(self, ws: WebSocket, sample_rate: int) -> None:
-        session = StreamTranscriber(self.rec, sample_rate, self.cfg.stream, self.cfg.max_duration)
+    async def _run_stream(self, ws: WebSocket, sample_rate: int, rec: Recognizer) -> None:
+        session = StreamTranscriber(rec, sample_rate, self.cfg.stream, self.cfg.max_duration)
         await ws.send_json(
             {
                 "type": "ready",
                 "sample_rate": sample_rate,
-                "model_sample_rate": self.rec.sample_rate,
+                "model_sample_rate": rec.sample_rate,
                 "pause_seconds": self.cfg.stream.pause_seconds,
                 "max_seconds": self.cfg.max_duration,
             }
