@@ -28,7 +28,9 @@ def add_enrol(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", nargs="?", type=Path, help="folder of recordings, or manifest")
     p.add_argument("--out", type=Path, help="output folder (personal.pt, progress.json, run/)")
-    p.add_argument("--model", type=Path, default=None, help="model to start from (default: bundled)")
+    p.add_argument(
+        "--model", type=Path, default=None, help="model to start from (default: bundled)"
+    )
     p.add_argument("--prompts", type=int, metavar="N", help="print N sentences to record and stop")
     p.add_argument("--start", type=int, default=0, help="with --prompts: skip the first K prompts")
     p.add_argument("--write", type=Path, metavar="DIR", help="with --prompts: DIR/<id>.txt each")

@@ -31,20 +31,15 @@ from asr.config import (
     load_decoder_config,
     update_dataclass,
 )
-from asr.data import ManifestError, Utterance, make_loader, read_manifest, write_manifest
+from asr.data import Utterance, make_loader, read_manifest, write_manifest
 from asr.decode import build_decoder
+from asr.enrol_data import read_recordings, split_heldout
 from asr.evaluate import evaluate
-from asr.recipes import folder
 from asr.text import Tokenizer, normalize_text
 from asr.transcribe import DEFAULT_DECODER, DEFAULT_MODEL, build_recognizer
 
-MIN_SECONDS = 30.0  # less speech than this is refused: too little to learn from and to check
 BUNDLED_DECODER = "bundled"
 LOWER_LAYERS = 2  # the recurrent layers that move by default, counted from the input  # a model file's info["decoder"]: decode as the bundled model does
-
-
-class EnrolError(ValueError):
-    """Recordings that cannot be enrolled, named with what is wrong."""
 
 
 @dataclass
@@ -74,77 +69,6 @@ class EnrolResult:
     wer_after: float
     epochs: int
     minutes: float  # wall time of the fine-tuning
-
-
-def read_recordings(source: str | Path, tokenizer: Tokenizer) -> list[Utterance]:
-    """The recordings of ``source`` (a folder of audio files each with a ``.txt`` beside it, or a
-    JSON Lines manifest), transcripts normalised.
-
-    Raises:
-        EnrolError: a recording without a transcript (or unreadable), a transcript with characters
-            the model cannot spell, or less than :data:`MIN_SECONDS` of speech (how much more is
-            needed is said).
-    """
-    source = Path(source)
-    if source.is_dir():
-        try:
-            summary = folder.prepare(source, speaker="me")
-        except FileNotFoundError as exc:
-            raise EnrolError(str(exc)) from None
-        if summary.skipped:
-            listed = "; ".join(f"{what}: {why}" for what, why in summary.skipped[:10])
-            more = len(summary.skipped) - 10
-            raise EnrolError(
-                f"{len(summary.skipped)} recording(s) cannot be used: {listed}"
-                + (f"; and {more} more" if more > 0 else "")
-            )
-        utts = summary.splits["all"]
-    elif source.is_file():
-        try:
-            utts = read_manifest(source)
-        except ManifestError as exc:
-            raise EnrolError(str(exc)) from None
-    else:
-        raise EnrolError(f"{source}: no such folder or manifest")
-    bad = []
-    for utt in utts:
-        utt.text = normalize_text(utt.text)
-        oov = tokenizer.oov_chars(utt.text)
-        if oov:
-            where = _transcript_of(utt, source)
-            bad.append(f"{where}: {', '.join(repr(c) for c in sorted(oov))}")
-        elif not utt.text:
-            bad.append(f"{_transcript_of(utt, source)}: no words")
-    if bad:
-        raise EnrolError(
-            "transcripts with characters the model cannot spell (write numbers and symbols as "
-            f"words): {'; '.join(bad[:10])}" + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
-        )
-    total = sum(u.duration for u in utts)
-    if total < MIN_SECONDS:
-        raise EnrolError(
-            f"{source}: {total:.0f} s of speech in {len(utts)} recording(s) is too little to learn "
-            f"from; record at least {math.ceil(MIN_SECONDS - total)} s more (a few minutes is better)"
-        )
-    return utts
-
-
-def _transcript_of(utt: Utterance, source: Path) -> str:
-    """Where a user fixes ``utt``'s transcript: its ``.txt``, or the manifest and utterance id."""
-    return str(Path(utt.audio).with_suffix(".txt")) if source.is_dir() else f"{source}: {utt.id}"
-
-
-def split_heldout(utts: list[Utterance], share: float) -> tuple[list[Utterance], list[Utterance]]:
-    """``(train, heldout)``: every k-th recording held out (spread over the session, so the
-    held-out few sound like the rest), at least 2 and at least one recording left to train on."""
-    n_held = max(2, round(share * len(utts)))
-    if len(utts) - n_held < 1:
-        raise EnrolError(f"{len(utts)} recordings: at least 3 are needed (2 are held out to check)")
-    step = len(utts) / n_held
-    held_idx = {int(i * step + step / 2) for i in range(n_held)}
-    train = [u for i, u in enumerate(utts) if i not in held_idx]
-    held = [u for i, u in enumerate(utts) if i in held_idx]
-    return train, held
 
 
 def enrol(
@@ -329,4 +253,3 @@ class _Status:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text(json.dumps(self.values) + "\n")
         tmp.replace(self.path)
-

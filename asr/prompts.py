@@ -51,4 +51,3 @@ def write_prompts(prompts: list[tuple[str, str]], folder: str | Path) -> list[Pa
             path.write_text(text + "\n", encoding="utf-8")
             written.append(path)
     return written
-

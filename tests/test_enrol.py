@@ -13,7 +13,8 @@ import yaml
 from asr.checkpoint import atomic_save, read_model_file
 from asr.cli import main
 from asr.config import ConfigError, load_config
-from asr.enrol import EnrolError, EnrolSettings, enrol, read_recordings, split_heldout
+from asr.enrol import EnrolSettings, enrol
+from asr.enrol_data import EnrolError, read_recordings, split_heldout
 from asr.prompts import arctic_prompts, choose_prompts, write_prompts
 from asr.text import Tokenizer
 from asr.train import train
@@ -108,7 +109,9 @@ def test_enrol_writes_a_model_that_loads_everywhere_and_decodes_as_its_base(
     assert result.model == tmp_path / "me" / "personal.pt" and result.heldout == 8
     assert 0 <= result.wer_after <= result.wer_before
     status = json.loads((tmp_path / "me" / "progress.json").read_text())
-    assert status["state"] == "done" and status["epoch"] == 2 and status["model"] == str(result.model)
+    assert (
+        status["state"] == "done" and status["epoch"] == 2 and status["model"] == str(result.model)
+    )
     # load_model: the base's decoder config comes along
     rec = load_model(result.model)
     decoder = read_model_file(base_model)["info"]["decoder"]
@@ -121,7 +124,10 @@ def test_enrol_writes_a_model_that_loads_everywhere_and_decodes_as_its_base(
     # asr transcribe and asr evaluate take the file
     clip = str(DATA / example_records[0]["audio"])
     assert main(["transcribe", "--model", str(result.model), clip]) == 0
-    assert main(["evaluate", "--model", str(result.model), "--manifest", str(DATA / "fsdd.jsonl")]) == 0
+    assert (
+        main(["evaluate", "--model", str(result.model), "--manifest", str(DATA / "fsdd.jsonl")])
+        == 0
+    )
     # asr serve's app takes it
     from starlette.testclient import TestClient
 

@@ -41,7 +41,9 @@ def test_a_server_without_enrol_dir_refuses_enrolment(tiny_model):
             assert answer.json()["error"]["code"] == "enrolment_off"
             assert "--enrol-dir" in answer.json()["error"]["message"]
         assert client.get("/v1/model").json()["enrolment"] is False
-        answer = client.post("/v1/transcribe?model=personal", files={"file": ("a.ogg", CLIP.read_bytes())})
+        answer = client.post(
+            "/v1/transcribe?model=personal", files={"file": ("a.ogg", CLIP.read_bytes())}
+        )
         assert answer.status_code == 404
 
 
@@ -54,7 +56,9 @@ def test_recordings_are_kept_replaced_and_dropped_by_prompt(tiny_model, tmp_path
         assert prompts[0]["text"] == "For the twentieth time that evening the two men shook hands."
         assert client.get("/v1/enrol/prompts?n=x").status_code == 400
         status = _put(client, "a0003").json()
-        assert status["recordings"] == ["a0003"] and status["seconds"] == pytest.approx(3.1, abs=0.1)
+        assert status["recordings"] == ["a0003"] and status["seconds"] == pytest.approx(
+            3.1, abs=0.1
+        )
         text = (tmp_path / "enrol" / "recordings" / "arctic_a0003.txt").read_text()
         assert text.startswith("For the twentieth time")
         _put(client, "a0003", name="again.ogg")  # a re-recording replaces the take

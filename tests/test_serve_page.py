@@ -23,6 +23,7 @@ httpx = pytest.importorskip("httpx", reason="needs httpx (the test extra)")
 from asr.audio import load_audio  # noqa: E402
 from asr.decode import GreedyDecoder  # noqa: E402
 from asr.serve import ServeConfig, ServerThread, create_app  # noqa: E402
+from asr.serve.enrolment import Enrolment  # noqa: E402
 from asr.transcribe import load_model  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
@@ -85,6 +86,7 @@ def test_upload_click_a_word_play_from_its_time_download_subtitles(server, playw
         page.wait_for_function(
             "() => document.getElementById('model').textContent.includes('29 tokens')"
         )
+        assert page.locator("#enrol").is_hidden()  # the server takes no enrolments
         page.set_input_files("#file", str(CLIP))
         page.wait_for_selector("#transcript .word")
         words = page.locator("#transcript .word")
@@ -199,6 +201,88 @@ def test_record_from_the_microphone_then_transcribe(server, playwright, tmp_path
         page.wait_for_function("() => document.getElementById('player').readyState >= 1")
         duration = page.evaluate("() => document.getElementById('player').duration")
         assert duration == pytest.approx(clip.size / 16_000 + 0.8 + 0.25, abs=0.6)
+        assert not errors
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def enrol_server(tiny_model, tmp_path):
+    """A server of the tiny model that takes enrolments (one epoch each), nine prompts recorded."""
+    rec = load_model(tiny_model)
+    enrolment = Enrolment(tmp_path / "enrol", tiny_model, enrol_args=["--epochs", "1"])
+    app = create_app(rec, ServeConfig(), lambda: GreedyDecoder(rec.tokenizer), "tiny", enrolment)
+    with ServerThread(app) as running:
+        with httpx.Client(trust_env=False, timeout=60) as client:
+            for i in range(1, 10):  # 9 x 3.1 s
+                answer = client.put(
+                    f"{running.url}/v1/enrol/recordings/a{i:04d}",
+                    files={"file": (CLIP.name, CLIP.read_bytes())},
+                )
+                assert answer.status_code == 200
+        yield running
+
+
+def _prompt(page) -> str:
+    return page.get_attribute("#prompt", "data-id")
+
+
+def test_train_on_my_voice_records_prompts_trains_and_switches_models(
+    enrol_server, playwright, tmp_path
+):
+    clip = load_audio(CLIP, 16_000).numpy()
+    mic = np.concatenate([np.zeros(4000, np.float32), clip])
+    browser = _launch_with_microphone(playwright, mic, tmp_path)
+    try:
+        page = browser.new_page(accept_downloads=True)
+        errors = _errors(page)
+        page.goto(enrol_server.url + "/")
+        page.wait_for_selector("#enrol", state="visible")
+        assert _prompt(page) == "a0010"  # the first prompt not yet recorded
+        assert page.inner_text("#prompt-count") == "sentence 10 of 60"
+        assert page.locator("#enrol-train").is_disabled()  # 28 s: not enough yet
+
+        page.click("#prompt-record")
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.startsWith('recording')"
+        )
+        time.sleep(clip.size / 16_000 + 0.6)
+        page.click("#prompt-record")
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.startsWith('sentence 10 saved')"
+        )
+        assert _prompt(page) == "a0011"  # on to the next sentence
+        assert page.inner_text("#enrol-recorded").startswith("10 sentences")
+        page.click("#prompt-skip")
+        assert _prompt(page) == "a0012"
+        page.click("#prompt-back")
+        page.click("#prompt-back")
+        assert _prompt(page) == "a0010" and "record again" in page.inner_text("#prompt-count")
+
+        page.click("#enrol-train")
+        page.wait_for_function(
+            "() => document.getElementById('enrol-progress').textContent.includes('ready')",
+            timeout=180_000,
+        )
+        assert page.locator("#model-choice").is_visible()
+        assert page.is_checked("#model-personal")
+        assert "[using your model]" in page.inner_text("#model")
+        with page.expect_request(lambda r: "/v1/transcribe" in r.url) as request:
+            page.set_input_files("#file", str(CLIP))
+        assert request.value.url.endswith("/v1/transcribe?model=personal")
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.includes('with your model')"
+        )
+
+        page.check("#model-bundled")  # the way back
+        with page.expect_request(lambda r: "/v1/transcribe" in r.url) as request:
+            page.set_input_files("#file", str(OTHER))
+        assert request.value.url.endswith("/v1/transcribe")
+
+        with page.expect_download() as download:
+            page.click("#enrol-download")
+        assert download.value.suggested_filename == "personal.pt"
+        assert open(download.value.path(), "rb").read(2) == b"PK"
         assert not errors
     finally:
         browser.close()

@@ -335,7 +335,9 @@ class _Api:
         if name in ("", "default", "bundled"):
             return self.rec
         if name != "personal":
-            raise ApiError(400, "bad_request", f"model must be 'personal' or left out, not {name!r}")
+            raise ApiError(
+                400, "bad_request", f"model must be 'personal' or left out, not {name!r}"
+            )
         personal = self.enrolment.personal_model() if self.enrolment is not None else None
         if personal is None:
             raise ApiError(404, "not_found", "there is no personal model (yet): enrol first")

@@ -1,4 +1,4 @@
-""""Train on my voice" behind the page: recordings of prompts, one fine-tuning at a time, and the
+""" "Train on my voice" behind the page: recordings of prompts, one fine-tuning at a time, and the
 personal model it makes (``asr serve --enrol-dir DIR``).
 
 Everything stays under the operator's folder: ``DIR/recordings/`` holds ``arctic_<id>.<ext>``
@@ -20,7 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
-from asr.enrol import MIN_SECONDS
+from asr.enrol_data import MIN_SECONDS
 from asr.prompts import arctic_prompts
 from asr.serve.errors import ApiError
 from asr.transcribe import Recognizer, load_model

@@ -2,6 +2,9 @@
 // microphone to /v1/stream; show the transcript as words that play the audio from where they
 // were heard, and mark the word being spoken while it plays. No build step, nothing from elsewhere.
 
+import { Capture, concat, pcm16, wavBlob } from "/static/audio.js";
+import { setupEnrolment } from "/static/enrol.js";
+
 const $ = (id) => document.getElementById(id);
 const player = $("player");
 
@@ -20,7 +23,18 @@ const state = {
   audioUrl: null,
   active: null, // the highlighted word's element
   busy: false,
+  model: "bundled", // or "personal": the model enrolment made ("Train on my voice")
+  modelLine: "",
 };
+
+function modelQuery(sep) {
+  return state.model === "personal" ? `${sep}model=personal` : "";
+}
+
+function setModel(name) {
+  state.model = name;
+  $("model").textContent = name === "personal" ? `${state.modelLine} [using your model]` : state.modelLine;
+}
 
 // --- status, model ---
 
@@ -30,16 +44,20 @@ function setStatus(text, isError = false) {
 }
 
 async function describeModel() {
+  let m;
   try {
-    const m = await (await fetch("/v1/model")).json();
+    m = await (await fetch("/v1/model")).json();
     const d = m.decoder;
     const decoding = d.kind === "beam" ? `beam search (${d.beam_size}${d.lm ? " + LM" : ""})` : "greedy";
-    $("model").textContent =
+    state.modelLine =
       `model: ${m.model}, ${(m.parameters / 1e6).toFixed(1)} M parameters, ` +
       `${m.vocabulary_size} tokens, ${decoding}; up to ${m.limits.max_duration_seconds} s per file`;
+    setModel(state.model);
   } catch (err) {
     $("model").textContent = "the model's description could not be read";
+    return;
   }
+  if (m.enrolment) await setupEnrolment({ setStatus, errorMessage, setModel });
 }
 
 async function errorMessage(response) {
@@ -220,7 +238,7 @@ async function transcribeFile(blob, name) {
   form.append("file", blob, name);
   const started = performance.now();
   try {
-    const response = await fetch("/v1/transcribe", { method: "POST", body: form });
+    const response = await fetch(`/v1/transcribe${modelQuery("?")}`, { method: "POST", body: form });
     if (!response.ok) {
       setStatus(`${name}: ${await errorMessage(response)}`, true);
       return;
@@ -234,7 +252,8 @@ async function transcribeFile(blob, name) {
     enableDownloads(result.words.length > 0);
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
     $("meta").textContent = `${result.words.length} words, ${result.duration.toFixed(2)} s of audio`;
-    setStatus(result.text ? `${name}: transcribed in ${seconds} s` : `${name}: no speech recognised`);
+    const by = state.model === "personal" ? " with your model" : "";
+    setStatus(result.text ? `${name}: transcribed${by} in ${seconds} s` : `${name}: no speech recognised`);
   } catch (err) {
     setStatus(`cannot reach the server: ${err.message}`, true);
   } finally {
@@ -262,77 +281,6 @@ drop.addEventListener("drop", (event) => {
 });
 
 // --- the microphone ---
-
-class Capture {
-  // The microphone as mono Float32 blocks at the AudioContext's rate (an AudioWorklet).
-  async start(onBlock) {
-    this.stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: true },
-    });
-    this.ctx = new AudioContext();
-    await this.ctx.audioWorklet.addModule("/static/capture-worklet.js");
-    this.node = new AudioWorkletNode(this.ctx, "capture");
-    this.blocks = [];
-    this.node.port.onmessage = (event) => {
-      this.blocks.push(event.data);
-      onBlock?.(event.data);
-    };
-    this.ctx.createMediaStreamSource(this.stream).connect(this.node);
-    this.node.connect(this.ctx.destination); // silent: it only keeps the graph pulling
-    return this.ctx.sampleRate;
-  }
-
-  get seconds() {
-    return this.blocks.reduce((n, b) => n + b.length, 0) / this.ctx.sampleRate;
-  }
-
-  async stop() {
-    this.stream.getTracks().forEach((t) => t.stop());
-    this.node.port.onmessage = null;
-    const rate = this.ctx.sampleRate;
-    await this.ctx.close();
-    return { samples: concat(this.blocks), rate };
-  }
-}
-
-function concat(blocks) {
-  const out = new Float32Array(blocks.reduce((n, b) => n + b.length, 0));
-  let at = 0;
-  for (const b of blocks) {
-    out.set(b, at);
-    at += b.length;
-  }
-  return out;
-}
-
-function pcm16(samples) {
-  const out = new Int16Array(samples.length);
-  for (let i = 0; i < samples.length; i++) {
-    const s = Math.max(-1, Math.min(1, samples[i]));
-    out[i] = Math.round(s < 0 ? s * 32768 : s * 32767);
-  }
-  return out;
-}
-
-function wavBlob(samples, rate) {
-  const pcm = pcm16(samples);
-  const header = new DataView(new ArrayBuffer(44));
-  const text = (at, s) => [...s].forEach((c, i) => header.setUint8(at + i, c.charCodeAt(0)));
-  text(0, "RIFF");
-  header.setUint32(4, 36 + pcm.byteLength, true);
-  text(8, "WAVE");
-  text(12, "fmt ");
-  header.setUint32(16, 16, true);
-  header.setUint16(20, 1, true); // PCM
-  header.setUint16(22, 1, true); // mono
-  header.setUint32(24, rate, true);
-  header.setUint32(28, rate * 2, true);
-  header.setUint16(32, 2, true);
-  header.setUint16(34, 16, true);
-  text(36, "data");
-  header.setUint32(40, pcm.byteLength, true);
-  return new Blob([header, pcm], { type: "audio/wav" });
-}
 
 function micError(err) {
   setStatus(`no microphone: ${err.message || err.name}`, true);
@@ -390,7 +338,7 @@ async function startLive() {
   }
   live = session;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/v1/stream?sample_rate=${session.rate}`);
+  const ws = new WebSocket(`${scheme}://${location.host}/v1/stream?sample_rate=${session.rate}${modelQuery("&")}`);
   ws.binaryType = "arraybuffer";
   session.ws = ws;
   ws.onmessage = (message) => onLiveEvent(session, JSON.parse(message.data));
