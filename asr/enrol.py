@@ -14,8 +14,10 @@ the output folder, which ``asr serve`` reads to show it on the page.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from asr.config import (
     FeatureConfig,
     ModelConfig,
     config_from_dict,
+    config_to_dict,
     load_decoder_config,
     update_dataclass,
 )
@@ -38,8 +41,8 @@ from asr.evaluate import evaluate
 from asr.text import Tokenizer, normalize_text
 from asr.transcribe import DEFAULT_DECODER, DEFAULT_MODEL, build_recognizer
 
-BUNDLED_DECODER = "bundled"
-LOWER_LAYERS = 2  # the recurrent layers that move by default, counted from the input  # a model file's info["decoder"]: decode as the bundled model does
+BUNDLED_DECODER = "bundled"  # a model file's info["decoder"]: decode as the bundled model does
+LOWER_LAYERS = 2  # the recurrent layers that move by default, counted from the input
 
 
 @dataclass
@@ -99,6 +102,7 @@ def enrol(
         write_manifest(train_utts, out_dir / "train.jsonl")
         write_manifest(held, out_dir / "heldout.jsonl")
         cfg = _config(record, base, out_dir, decoder_path, settings, train_utts)
+        _resume_only_the_same(out_dir, cfg)
         status.update(state="checking", message="scoring the held-out recordings")
         before = _heldout_wer(record, str(base), out_dir / "heldout.jsonl", decoder_path)
         status.update(state="training", wer_before=before, best_wer=before, message="")
@@ -113,6 +117,23 @@ def enrol(
         raise
     status.update(state="done", model=str(result.model), message="")
     return result
+
+
+def _resume_only_the_same(out_dir: Path, cfg: Config) -> None:
+    """Keep ``out_dir/run`` (an interrupted enrolment resumes from its ``last.pt``) only when it
+    was started on the same recordings with the same settings; otherwise start over."""
+    what = {
+        "config": config_to_dict(cfg),
+        "train": (out_dir / "train.jsonl").read_text(encoding="utf-8"),
+        "heldout": (out_dir / "heldout.jsonl").read_text(encoding="utf-8"),
+    }
+    fingerprint = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+    stamp = out_dir / "run" / "enrolment.sha256"
+    if stamp.is_file() and stamp.read_text().strip() == fingerprint:
+        return
+    shutil.rmtree(out_dir / "run", ignore_errors=True)
+    stamp.parent.mkdir(parents=True)
+    stamp.write_text(fingerprint + "\n")
 
 
 def _decoder_of(base: Path, record: dict) -> str:

@@ -185,3 +185,22 @@ def test_patience_stops_when_the_wer_stops_improving(tmp_path, base_model):
     train(cfg, tmp_path, progress=False, on_epoch=lambda r: seen.append(r.epoch))
     assert seen == [1, 2, 3]  # lr 0: epochs 2 and 3 cannot beat epoch 1
     assert "no better WER for 2 epochs" in (tmp_path / "train.log").read_text()
+
+
+def test_enrolling_again_resumes_the_same_run_and_restarts_a_changed_one(
+    tmp_path, example_records, base_model
+):
+    (tmp_path / "rec").mkdir()
+    folder = _recordings(tmp_path / "rec", example_records)
+    settings = EnrolSettings(epochs=1, batch_seconds=5.0)
+    enrol(folder, tmp_path / "me", model=base_model, settings=settings, progress=False)
+    history = tmp_path / "me" / "run" / "history.json"
+    first = history.stat().st_mtime_ns
+    # the same recordings and settings: the finished run is taken as it is
+    enrol(folder, tmp_path / "me", model=base_model, settings=settings, progress=False)
+    assert history.stat().st_mtime_ns == first
+    # another recording: a new run, not a resume of the old one
+    shutil.copy(folder / "0_0_jackson_0.wav", folder / "extra.wav")
+    (folder / "extra.txt").write_text("zero\n")
+    enrol(folder, tmp_path / "me", model=base_model, settings=settings, progress=False)
+    assert history.stat().st_mtime_ns != first
