@@ -205,6 +205,11 @@ def _fine_tune(cfg: Config, run_dir: Path, status: _Status, before: float, progr
     from asr.train import train  # the training loop, only when an enrolment runs
 
     bar = tqdm(total=cfg.train.epochs, desc="enrol", unit="epoch", disable=not progress)
+    if progress:
+        bar.write(
+            f"held-out WER {100 * before:.1f}% before fine-tuning; at most {cfg.train.epochs} "
+            f"epochs, stopping after {cfg.train.patience} without a better one"
+        )
     bar.set_postfix_str(f"held-out WER {100 * before:.1f}% before")
 
     def on_epoch(record) -> None:
