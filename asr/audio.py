@@ -7,6 +7,7 @@ band-limited sinc interpolation.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,32 @@ class AudioError(ValueError):
 # sample rates a real recording can have; a header outside them is forged or corrupt (a rate of
 # 2**31 Hz would make resampling allocate tens of gigabytes before anything else fails)
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
+# values in torchaudio's resampling kernel beyond which soxr resamples instead: rates with a small
+# common divisor need a kernel of (new / gcd) x (orig / gcd) values, 508 MB for 7919 Hz -> 16 kHz
+MAX_RESAMPLE_KERNEL = 1 << 22  # 16 MB
+
+
+def resample_kernel_size(orig: int, new: int) -> int:
+    """How many values torchaudio's windowed-sinc kernel for ``orig`` -> ``new`` Hz holds."""
+    gcd = math.gcd(orig, new)
+    o, n = orig // gcd, new // gcd
+    width = math.ceil(6 * o / (0.99 * min(o, n)))  # its default lowpass_filter_width and rolloff
+    return n * (o + 2 * width)
+
+
+def resample(wave: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+    """``wave (N,)`` from ``orig`` to ``new`` Hz: torchaudio's windowed sinc (what the model was
+    trained on), or soxr's for rates whose sinc kernel would pass :data:`MAX_RESAMPLE_KERNEL`."""
+    if orig == new:
+        return wave
+    if resample_kernel_size(orig, new) <= MAX_RESAMPLE_KERNEL:
+        return AF.resample(wave, orig, new)
+    import soxr  # librosa's resampler
+
+    out = soxr.resample(wave.numpy().astype(np.float32), orig, new, quality="HQ")
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+
+
 MAX_CHANNELS = 64
 _PCM_BYTES = {
     "PCM_S8": 1,
@@ -204,7 +231,7 @@ def load_audio(
         raise AudioError(f"{path}: audio holds non-finite samples (NaN or inf)")
     wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # (N, C) -> (N,)
     if rate != sample_rate:
-        wave = AF.resample(wave, rate, sample_rate)
+        wave = resample(wave, rate, sample_rate)
     return wave
 
 
@@ -266,5 +293,5 @@ def read_windows(
                 raise AudioError(f"{path}: audio holds non-finite samples (NaN or inf)")
             wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
             if native != sample_rate:
-                wave = AF.resample(wave, native, sample_rate)
+                wave = resample(wave, native, sample_rate)
             yield lo, wave

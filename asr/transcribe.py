@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchaudio.functional as AF
 from tqdm import tqdm
 
 from asr.align import align
-from asr.audio import AudioError, audio_duration, load_audio, read_windows
+from asr.audio import AudioError, audio_duration, load_audio, read_windows, resample
 from asr.checkpoint import ModelFileError, read_model_file
 from asr.config import FeatureConfig, ModelConfig, config_from_dict
 from asr.data import pad_waves
@@ -173,7 +172,7 @@ class Recognizer:
         if wave.numel() == 0:
             raise AudioError("the waveform holds no samples")
         if sample_rate and sample_rate != sr:
-            wave = AF.resample(wave, sample_rate, sr)
+            wave = resample(wave, sample_rate, sr)
         duration = len(wave) / sr
         if duration <= LONG_SECONDS:
             return self._transcript([(0.0, wave)], decoder, word_timestamps, 1)

@@ -74,3 +74,24 @@ def test_errors_name_the_file(tmp_path):
     nan = write_audio(tmp_path / "nan.wav", bad, 16_000, "FLOAT")
     with pytest.raises(AudioError, match=r"nan\.wav: audio holds non-finite"):
         load_audio(nan)
+
+
+def test_an_irregular_rate_is_resampled_without_a_huge_kernel(tmp_path, monkeypatch):
+    """7919 Hz -> 16 kHz would need a 508 MB windowed-sinc kernel: soxr resamples it instead,
+    keeping the tone where it was; common rates keep torchaudio's kernel (what training used)."""
+    import torchaudio.functional as AF
+
+    from asr import audio
+
+    assert audio.resample_kernel_size(7919, 16_000) * 4 > 500e6
+    assert audio.resample_kernel_size(44_100, 16_000) <= audio.MAX_RESAMPLE_KERNEL
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torchaudio's kernel was built")
+
+    monkeypatch.setattr(AF, "resample", refuse)
+    path = write_audio(tmp_path / "odd.wav", tone(2.0, 7919, freq=440.0), 7919)
+    wave = audio.load_audio(path, 16_000).numpy()
+    assert abs(len(wave) - 32_000) <= 2
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert abs(np.argmax(spectrum) * 16_000 / len(wave) - 440.0) < 2.0

@@ -447,6 +447,12 @@ def test_stream_errors_close_with_a_reason(rec, server):
             ws.recv(timeout=10)
         assert closed.value.rcvd.code == 1008
 
+    # a rate whose resampling kernel to 16 kHz would hold 508 MB: refused, not built
+    with _connect(_stream_url(server, 7919)) as ws:
+        event = json.loads(ws.recv(timeout=10))
+        assert (event["type"], event["status"]) == ("error", 400)
+        assert "7919 Hz is too irregular" in event["message"]
+
     with _connect(_stream_url(server, 16_000)) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "ready"
         ws.send("hello")

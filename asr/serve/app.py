@@ -56,7 +56,14 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, audio_duration
+from asr.audio import (
+    MAX_RESAMPLE_KERNEL,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    AudioError,
+    audio_duration,
+    resample_kernel_size,
+)
 from asr.decode import GreedyDecoder
 from asr.formats import render, to_dict
 from asr.prompts import choose_prompts
@@ -579,6 +586,16 @@ class _Api:
                 f"got {rate_text!r}",
                 1008,
             )
+            return
+        rate = int(rate_text)
+        if resample_kernel_size(rate, self.rec.sample_rate) > MAX_RESAMPLE_KERNEL:
+            await close_with_error(
+                ws, 400, "bad_request",
+                f"sample_rate {rate} Hz is too irregular a ratio to {self.rec.sample_rate} Hz to "
+                "resample as it streams: send 8000, 11025, 16000, 22050, 32000, 44100 or 48000 "
+                "Hz (any multiple of 100 Hz is taken)",
+                1008,
+            )  # fmt: skip
             return
         try:
             rec = await run_in_threadpool(self._recognizer, ws.query_params)
