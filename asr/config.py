@@ -61,9 +61,11 @@ class FeatureConfig:
 
     sample_rate: int = bounded(SAMPLE_RATE, 1_000, 768_000)
     kind: Literal["logmel", "linear"] = "logmel"
-    n_mels: int = bounded(80, 1)
-    win_ms: float = bounded(25.0, 0, above=True)
-    hop_ms: float = bounded(10.0, 0, above=True)
+    # upper bounds: a model file's config builds the window and filterbank before its weights are
+    # checked, and a forged one (win_ms: 1e6) would allocate gigabytes
+    n_mels: int = bounded(80, 1, 512)
+    win_ms: float = bounded(25.0, 0, 100, above=True)
+    hop_ms: float = bounded(10.0, 0, 100, above=True)
     normalize: bool = True  # per-utterance mean/variance normalisation over the true frames
 
 

@@ -141,6 +141,14 @@ def test_a_forged_config_or_tensor_is_refused_before_memory_is_spent(tmp_path):
     )
     assert peak_mb < base_mb + 100, (peak_mb, base_mb)
 
+    # a window of a million seconds would build a filterbank of gigabytes: refused by its bound
+    record = torch.load(tmp_path / "m.pt", weights_only=True)
+    record["features"]["win_ms"] = 1e9
+    torch.save(record, tmp_path / "big-window.pt")
+    rc, err, peak_mb = _peak_mb("transcribe", clip, "--model", str(tmp_path / "big-window.pt"))
+    assert rc == 2 and "win_ms must be > 0 and <= 100, got 1000000000.0" in err, err
+    assert peak_mb < base_mb + 100, (peak_mb, base_mb)
+
     record = torch.load(tmp_path / "m.pt", weights_only=True)
     record["info"]["notes"] = torch.zeros(64 << 20)  # 256 MB of zeros: 250 KB deflated
     torch.save(record, tmp_path / "bomb.pt")
