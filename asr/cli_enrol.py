@@ -13,7 +13,7 @@ from asr.cli_args import sigterm_unwinds
 
 
 def add_enrol(sub: argparse._SubParsersAction) -> None:
-    from asr.enrol import LOWER_LAYERS, EnrolSettings
+    from asr.enrol import EnrolSettings
 
     d = EnrolSettings()
     p = sub.add_parser(
@@ -42,8 +42,8 @@ def add_enrol(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--trainable", default=None,
-        help="parameter name prefixes that move, comma-separated (e.g. rnns.0,output), or 'all' "
-        f"(default: the lowest {LOWER_LAYERS} recurrent layers)",
+        help="parameter name prefixes that move, comma-separated (e.g. rnns.0,rnns.1; "
+        "default: all)",
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -55,9 +55,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         raise ValueError("give a folder of recordings (or a manifest) and --out, or --prompts N")
     from asr.enrol import EnrolSettings, enrol
 
-    trainable = None
-    if args.trainable is not None:
-        trainable = [] if args.trainable == "all" else [t for t in args.trainable.split(",") if t]
+    trainable = [t for t in (args.trainable or "").split(",") if t and t != "all"]
     settings = EnrolSettings(
         lr=args.lr, epochs=args.epochs, patience=args.patience, trainable=trainable
     )

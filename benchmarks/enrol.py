@@ -72,12 +72,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--patience", type=int, default=d.patience)
-    parser.add_argument("--trainable", default=None, help="'all' for all (default: as asr enrol)")
+    parser.add_argument("--trainable", default="all", help="prefixes, comma-separated, or 'all'")
     parser.add_argument("--batch-seconds", type=float, default=d.batch_seconds)
     args = parser.parse_args()
-    trainable = None
-    if args.trainable is not None:
-        trainable = [] if args.trainable == "all" else args.trainable.split(",")
+    trainable = [t for t in args.trainable.split(",") if t and t != "all"]
     settings = dataclasses.replace(
         d, lr=args.lr, epochs=args.epochs, patience=args.patience, trainable=trainable,
         batch_seconds=args.batch_seconds,
