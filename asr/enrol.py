@@ -58,6 +58,7 @@ class EnrolSettings:
     heldout_share: float = 0.1  # of the recordings, evenly spread, at least 2
     batch_seconds: float = 30.0
     spec_augment: bool = True
+    speed_factors: list[float] = field(default_factory=list)  # augment.speed_factors
     seed: int = 1
 
 
@@ -165,7 +166,10 @@ def _config(
             "batch_seconds": settings.batch_seconds,
             "num_workers": 0,
         },
-        "augment": {"spec_augment": settings.spec_augment},
+        "augment": {
+            "spec_augment": settings.spec_augment,
+            "speed_factors": list(settings.speed_factors),
+        },
         "train": {
             "init_from": str(base),
             "valid_decoder": decoder_path,

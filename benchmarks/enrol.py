@@ -74,11 +74,13 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=d.patience)
     parser.add_argument("--trainable", default="all", help="prefixes, comma-separated, or 'all'")
     parser.add_argument("--batch-seconds", type=float, default=d.batch_seconds)
+    parser.add_argument("--speed", default="", help="speed factors, e.g. 0.9,1.0,1.1")
     args = parser.parse_args()
     trainable = [t for t in args.trainable.split(",") if t and t != "all"]
     settings = dataclasses.replace(
         d, lr=args.lr, epochs=args.epochs, patience=args.patience, trainable=trainable,
         batch_seconds=args.batch_seconds,
+        speed_factors=[float(f) for f in args.speed.split(",") if f],
     )  # fmt: skip
     utts = [
         u for u in scoring_utterances(args.manifest, load_model().tokenizer)
