@@ -34,14 +34,19 @@ from asr.config import (
     load_decoder_config,
     update_dataclass,
 )
-from asr.data import Utterance, make_loader, read_manifest, write_manifest
+from asr.data import Utterance, make_loader, write_manifest
 from asr.decode import build_decoder
 from asr.enrol_data import read_recordings, split_heldout
 from asr.evaluate import evaluate
-from asr.text import Tokenizer, normalize_text
-from asr.transcribe import DEFAULT_DECODER, DEFAULT_MODEL, build_recognizer
-
-BUNDLED_DECODER = "bundled"  # a model file's info["decoder"]: decode as the bundled model does
+from asr.text import Tokenizer
+from asr.train_state import EpochRecord
+from asr.transcribe import (
+    BUNDLED_DECODER,
+    DEFAULT_DECODER,
+    DEFAULT_MODEL,
+    build_recognizer,
+    default_decoder_config,
+)
 
 
 @dataclass
@@ -94,7 +99,9 @@ def enrol(
     out_dir = Path(out_dir)
     base = Path(model) if model is not None else DEFAULT_MODEL
     record = read_model_file(base)
-    decoder_path = _decoder_of(base, record)
+    bundled = base.resolve() == DEFAULT_MODEL.resolve()
+    decoder = default_decoder_config(record.get("info", {}), bundled)
+    decoder_path = str(decoder) if decoder is not None else ""
     status = _Status(out_dir / "progress.json", settings.epochs)
     try:
         utts = read_recordings(source, Tokenizer(record["tokens"]))
@@ -105,7 +112,7 @@ def enrol(
         cfg = _config(record, base, out_dir, decoder_path, settings, train_utts)
         _resume_only_the_same(out_dir, cfg)
         status.update(state="checking", message="scoring the held-out recordings")
-        before = _heldout_wer(record, str(base), out_dir / "heldout.jsonl", decoder_path)
+        before = _heldout_wer(record, str(base), held, decoder_path)
         status.update(state="training", wer_before=before, best_wer=before, message="")
         started = time.monotonic()
         _fine_tune(cfg, out_dir / "run", status, before, progress)
@@ -135,14 +142,6 @@ def _resume_only_the_same(out_dir: Path, cfg: Config) -> None:
     shutil.rmtree(out_dir / "run", ignore_errors=True)
     stamp.parent.mkdir(parents=True)
     stamp.write_text(fingerprint + "\n")
-
-
-def _decoder_of(base: Path, record: dict) -> str:
-    """The decoder config a model file decodes with by default ('' for greedy)."""
-    recorded = record.get("info", {}).get("decoder", "")
-    if base.resolve() == DEFAULT_MODEL.resolve() or recorded == BUNDLED_DECODER:
-        return str(DEFAULT_DECODER) if DEFAULT_DECODER.is_file() else ""
-    return recorded if recorded and Path(recorded).is_file() else ""
 
 
 def _config(
@@ -186,12 +185,10 @@ def _config(
     return cfg
 
 
-def _heldout_wer(record: dict, where: str, manifest: Path, decoder_path: str) -> float:
-    """The held-out WER of a model record, decoded with ``decoder_path`` (greedy if '')."""
+def _heldout_wer(record: dict, where: str, utts: list[Utterance], decoder_path: str) -> float:
+    """The WER of a model record on ``utts`` (transcripts normalised), decoded with
+    ``decoder_path`` (greedy if '')."""
     rec = build_recognizer(record, where).set_precision("auto")
-    utts = read_manifest(manifest)
-    for utt in utts:
-        utt.text = normalize_text(utt.text)
     loader = make_loader(utts, rec.tokenizer, rec.sample_rate, 60.0, 16, 0, shuffle=False)
     decoder = build_decoder(rec.tokenizer, load_decoder_config(decoder_path or None))
     result = evaluate(
@@ -239,10 +236,7 @@ def _write_model(
     """``personal.pt``: the best epoch's weights, or the base model's when no epoch beat them."""
     history = json.loads((out_dir / "run" / "history.json").read_text())
     best = read_model_file(out_dir / "run" / "best.pt")
-    after = min(
-        h["valid_decoder_wer"] if h.get("valid_decoder_wer") is not None else h["valid_wer"]
-        for h in history
-    )
+    after = min(EpochRecord(**h).selection_wer for h in history)
     chosen = best if after < before else record
     info = {
         "enrolled": {

@@ -29,6 +29,7 @@ Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]
 DEFAULT_MODEL = Path(__file__).parent / "pretrained" / "default.pt"
 # the bundled model's decoding: beam search with its LM and tuned weights (asr lm tune)
 DEFAULT_DECODER = Path(__file__).parent / "pretrained" / "decoder.yaml"
+BUNDLED_DECODER = "bundled"  # a model file's info["decoder"]: decode as the bundled model does
 LONG_SECONDS = 30.0  # audio longer than this is cut at pauses into pieces (asr.vad)
 PIECE_BATCH = 8  # a long file's pieces go through the model this many at a time
 MAX_SECONDS = 24 * 3600.0  # transcribe_files refuses longer files (a forged or runaway header)
@@ -356,10 +357,15 @@ def load_model(
     path = Path(path) if path is not None else DEFAULT_MODEL
     record = read_model_file(path)
     rec = build_recognizer(record, str(path)).to(device).set_precision(precision)
-    # a personal model (asr enrol) records that it decodes as the model it came from
-    recorded = rec.info.get("decoder", "")
-    if (bundled or recorded == "bundled") and DEFAULT_DECODER.is_file():
-        rec.decoder_config = DEFAULT_DECODER
-    elif recorded and recorded != "bundled" and Path(recorded).is_file():
-        rec.decoder_config = Path(recorded)
+    rec.decoder_config = default_decoder_config(rec.info, bundled)
     return rec
+
+
+def default_decoder_config(info: dict, bundled: bool = False) -> Path | None:
+    """The decoder config a model decodes with unless told otherwise: the bundled model's (and
+    that of a model whose ``info["decoder"]`` says ``"bundled"``, as ``asr enrol`` records for a
+    personal model of it), the file ``info["decoder"]`` names, or None (greedy)."""
+    recorded = info.get("decoder", "")
+    if bundled or recorded == BUNDLED_DECODER:
+        return DEFAULT_DECODER if DEFAULT_DECODER.is_file() else None
+    return Path(recorded) if recorded and Path(recorded).is_file() else None

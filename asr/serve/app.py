@@ -336,8 +336,9 @@ class _Api:
             }
         )
 
-    def _recognizer(self, params) -> Recognizer:
-        """The model a request asks for: ``model=personal`` (the enrolment's), else the server's."""
+    async def _recognizer(self, params) -> Recognizer:
+        """The model a request asks for: ``model=personal`` (the enrolment's, loaded in a worker
+        thread when new), else the server's."""
         name = params.get("model", "")
         if name in ("", "default", "bundled"):
             return self.rec
@@ -345,7 +346,9 @@ class _Api:
             raise ApiError(
                 400, "bad_request", f"model must be 'personal' or left out, not {name!r}"
             )
-        personal = self.enrolment.personal_model() if self.enrolment is not None else None
+        personal = None
+        if self.enrolment is not None:
+            personal = await run_in_threadpool(self.enrolment.personal_model)
         if personal is None:
             raise ApiError(404, "not_found", "there is no personal model (yet): enrol first")
         return personal
@@ -362,7 +365,7 @@ class _Api:
                 "bad_request",
                 f"unknown format {fmt!r}; choose from {', '.join(RESPONSE_FORMATS)}",
             )
-        rec = await run_in_threadpool(self._recognizer, request.query_params)
+        rec = await self._recognizer(request.query_params)
         name, path = await self._receive(request)
         timing.lap("upload")
         handed_over = False  # once the decode job starts, it removes the file
@@ -598,7 +601,7 @@ class _Api:
             )  # fmt: skip
             return
         try:
-            rec = await run_in_threadpool(self._recognizer, ws.query_params)
+            rec = await self._recognizer(ws.query_params)
         except ApiError as exc:
             await close_with_error(ws, exc.status, exc.code, exc.message, 1008)
             return

@@ -20,6 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
+from asr.audio import audio_duration
 from asr.enrol_data import MIN_SECONDS
 from asr.prompts import arctic_prompts
 from asr.serve.errors import ApiError
@@ -55,20 +56,26 @@ class Enrolment:
         self.process: subprocess.Popen | None = None
         self.personal: Recognizer | None = None
         self._loaded_mtime = 0.0
+        self._durations: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
 
     # --- recordings ---
 
     def recorded(self) -> dict[str, float]:
-        """Prompt id -> seconds, of the recordings kept."""
-        from asr.audio import audio_duration
-
+        """Prompt id -> seconds, of the recordings kept (each file's header read once: the page
+        asks every second while a fine-tuning runs)."""
         seconds = {}
         for txt in sorted(self.recordings.glob("arctic_*.txt")):
             audio = [p for p in txt.parent.glob(txt.stem + ".*") if p.suffix != ".txt"]
             if audio:
-                seconds[txt.stem.removeprefix("arctic_")] = audio_duration(audio[0])
+                seconds[txt.stem.removeprefix("arctic_")] = self._duration(audio[0])
         return seconds
+
+    def _duration(self, path: Path) -> float:
+        key = (path.name, path.stat().st_mtime_ns)
+        if key not in self._durations:
+            self._durations[key] = audio_duration(path)
+        return self._durations[key]
 
     def check_prompt(self, prompt_id: str) -> str:
         if prompt_id not in self.prompts:
