@@ -178,6 +178,12 @@ class TrainConfig:
     # weight of a confidence penalty: the loss is CTC minus this times the mean per-frame entropy
     # of the output (asr.model.frame_entropy); 0 is plain CTC. The train loss logged is CTC alone
     confidence_penalty: float = bounded(0.0, 0)
+    # weight of a pull towards init_from's outputs: the loss adds this times the mean per-frame
+    # KL(init_from's output distribution || the model's), both on the same augmented input
+    # (asr.model.frame_kl), so that fine-tuning on a little data (asr enrol) stays near what the
+    # starting model did (Yu et al. 2013, "KL-divergence regularized deep neural network
+    # adaptation"). Needs init_from; 0: off. The train loss logged is CTC alone
+    kl_to_init: float = bounded(0.0, 0)
     log_every: int = bounded(20, 1)  # steps between log-file lines
     # at the end, average the weights of the last N epochs (0: off)
     average_last: int = bounded(0, 0)

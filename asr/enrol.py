@@ -64,6 +64,8 @@ class EnrolSettings:
     batch_seconds: float = 30.0
     spec_augment: bool = True
     speed_factors: list[float] = field(default_factory=list)  # augment.speed_factors
+    # train.kl_to_init: a pull towards the base model's outputs (0: off)
+    kl_weight: float = 0.0
     seed: int = 1
 
 
@@ -177,6 +179,7 @@ def _config(
             "patience": settings.patience,
             "seed": settings.seed,
             "trainable": list(settings.trainable),
+            "kl_to_init": settings.kl_weight,
             "warmup_steps": min(50, 2 * steps_per_epoch),
             "log_every": steps_per_epoch,
         },

@@ -233,3 +233,26 @@ def frame_entropy(log_probs: torch.Tensor, out_lens: torch.Tensor) -> torch.Tens
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def frame_kl(
+    log_probs: torch.Tensor, ref_log_probs: torch.Tensor, out_lens: torch.Tensor
+) -> torch.Tensor:
+    """Mean over the batch of each utterance's mean per-frame KL(ref || model) (nats); padding
+    excluded. Added to the CTC loss with a weight (``train.kl_to_init``) it keeps a fine-tuned
+    model's output distributions near a reference model's (Yu et al. 2013).
+
+    Args:
+        log_probs: ``(B, T', V)`` float32, the model's (differentiable).
+        ref_log_probs: ``(B, T', V)`` float32, the reference model's on the same input.
+        out_lens: ``(B,)`` valid output frames (at most T').
+
+    Returns:
+        a scalar tensor, 0 where the two agree.
+    """
+    kl = (ref_log_probs.exp() * (ref_log_probs - log_probs)).sum(-1)  # (B, T')
+    frames = torch.arange(log_probs.size(1), device=log_probs.device)  # (T',)
+    mask = frames[None, :] < out_lens[:, None].to(log_probs.device)  # (B, T')
+    lens = out_lens.to(log_probs.device).clamp(min=1)
+    per_utt = kl.masked_fill(~mask, 0.0).sum(1) / lens  # (B,)
+    return per_utt.mean()

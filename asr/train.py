@@ -38,7 +38,7 @@ from asr.data import Batch, BucketBatchSampler, Utterance, make_loader
 from asr.distributed import Distributed, init_distributed
 from asr.evaluate import EvalResult, evaluate
 from asr.metrics import Score
-from asr.model import count_parameters, ctc_loss, frame_entropy
+from asr.model import count_parameters, ctc_loss, frame_entropy, frame_kl
 from asr.train_setup import Loaders, build
 from asr.train_state import EpochProgress, EpochRecord, Run, TrainState, restore, save
 
@@ -227,6 +227,11 @@ def _forward_backward(
         objective = loss
         if run.cfg.train.confidence_penalty:
             objective = loss - run.cfg.train.confidence_penalty * frame_entropy(log_probs, out_lens)
+        if run.reference is not None:
+            with torch.no_grad(), run.precision.autocast(run.device):
+                ref_log_probs, _ = run.reference(feats, feat_lens)
+            kl = frame_kl(log_probs, ref_log_probs, out_lens)
+            objective = objective + run.cfg.train.kl_to_init * kl
         finite = torch.isfinite(objective.detach()).float()
         if run.ddp.enabled:  # every rank skips together, or the all-reduce would hang
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)

@@ -126,7 +126,27 @@ def build(
     parts = (tokenizer, features, model, net, augment, precision, optimizer, scheduler, scaler)
     run = Run(cfg, out_dir, ddp, device, *parts, steps_per_epoch, progress, ema)
     run.valid_decoder, run.valid_measure = make_valid_decoder(cfg.train.valid_decoder, tokenizer)
+    run.reference = make_reference(cfg, features.num_features, tokenizer, device)
     return run, loaders
+
+
+def make_reference(
+    cfg: Config, num_features: int, tokenizer: Tokenizer, device: torch.device
+) -> AcousticModel | None:
+    """``train.kl_to_init``'s reference: ``train.init_from``'s model, frozen (also when
+    resuming: the pull is always towards where the run began); None when the weight is 0."""
+    if not cfg.train.kl_to_init:
+        return None
+    if not cfg.train.init_from:
+        raise ValueError("train.kl_to_init needs train.init_from (the model to stay near)")
+    reference = AcousticModel(cfg.model, num_features, len(tokenizer)).to(device)
+    init_weights(reference, cfg, tokenizer, cfg.train.init_from)
+    reference.eval().requires_grad_(False)
+    log.info(
+        f"loss: CTC + {cfg.train.kl_to_init:g} x the mean frame KL from {cfg.train.init_from}'s "
+        "outputs (the losses logged are CTC alone)"
+    )
+    return reference
 
 
 def trainable_parameters(model: torch.nn.Module, prefixes: list[str]) -> list[torch.nn.Parameter]:

@@ -110,6 +110,8 @@ class Run:
     # what identifies its decoding (saved in last.pt: a resume that decodes otherwise is said)
     valid_decoder: Callable[[torch.Tensor, torch.Tensor], list] | None = None
     valid_measure: dict | None = None
+    # train.kl_to_init's reference: init_from's model, frozen in eval mode; None when off
+    reference: AcousticModel | None = None
 
     @property
     def scored_model(self) -> AcousticModel:
@@ -241,7 +243,12 @@ def restore(run: Run, loader: DataLoader, path: Path) -> TrainState:
             f"({first} ...); use another --out, or --no-resume to start over"
         ) from None
     written = saved.get("config", {}).get("train", {})
-    for key, what in (("confidence_penalty", "the loss"), ("ema_decay", "the moving average")):
+    changed = (
+        ("confidence_penalty", "the loss"),
+        ("kl_to_init", "the loss"),
+        ("ema_decay", "the moving average"),
+    )
+    for key, what in changed:
         before, now = written.get(key, 0.0), getattr(run.cfg.train, key)
         if before != now:
             log.warning(

@@ -663,6 +663,9 @@ def test_slow_headers_and_idle_connections_are_closed_and_connections_capped(rec
             time.sleep(0.2)
             response = client.get(server.url + "/v1/health")
             assert response.status_code == 503
+            assert response.headers["retry-after"] == "1"
+            assert response.json()["error"]["code"] == "busy"
+            assert "3 connections are open" in response.json()["error"]["message"]
         finally:
             for sock in held:
                 sock.close()

@@ -463,6 +463,46 @@ def test_the_logged_loss_is_ctc_alone_under_a_penalty(tmp_path, example_manifest
     assert "written with train.confidence_penalty=0, resumed with 3" in log_text
 
 
+def test_kl_to_init_keeps_a_fine_tuned_model_near_its_start(
+    tmp_path, example_manifest, example_records
+):
+    """Fine-tuned from the same weights with the same seed, a run pulled towards init_from's
+    outputs ends nearer them (mean frame KL) than one without; without init_from it is refused."""
+    from asr.audio import load_audio
+    from asr.data import Example, collate
+    from asr.model import frame_kl
+
+    train(_cfg(example_manifest, **{"train.epochs": 2}), tmp_path / "base", progress=False)
+    base = tmp_path / "base" / "last.pt"
+    files = [DATA / r["audio"] for r in example_records[:4]]
+    batch = collate([Example(str(i), load_audio(f), [], "") for i, f in enumerate(files)])
+    ref, out_lens = load_model(base).log_probs(batch.waves, batch.wav_lens)
+    kl = {}
+    for weight in (0.0, 20.0):
+        out = tmp_path / str(weight)
+        over = {"train.epochs": 4, "train.init_from": base, "train.kl_to_init": weight}
+        train(_cfg(example_manifest, **over), out, progress=False)
+        tuned, _ = load_model(out / "last.pt").log_probs(batch.waves, batch.wav_lens)
+        kl[weight] = float(frame_kl(tuned, ref, out_lens))
+    assert kl[20.0] < 0.5 * kl[0.0], kl
+    assert "loss: CTC + 20 x the mean frame KL" in (tmp_path / "20.0" / "train.log").read_text()
+    with pytest.raises(ValueError, match="kl_to_init needs train.init_from"):
+        train(_cfg(example_manifest, **{"train.kl_to_init": 1.0}), tmp_path / "x", progress=False)
+
+
+def test_frame_kl_is_zero_for_equal_outputs_and_ignores_padding():
+    from asr.model import frame_kl
+
+    a = torch.randn(2, 6, 5).log_softmax(-1)
+    b = torch.randn(2, 6, 5).log_softmax(-1)
+    assert float(frame_kl(a, a, torch.tensor([6, 4]))) == pytest.approx(0.0, abs=1e-6)
+    padded = b.clone()
+    padded[1, 4:] = a[1, 4:]  # frames past the second utterance's length differ: not counted
+    lens = torch.tensor([6, 4])
+    assert float(frame_kl(a, b, lens)) == pytest.approx(float(frame_kl(a, padded, lens)))
+    assert float(frame_kl(a, b, lens)) > 0
+
+
 def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path, example_manifest):
     """torchrun, 2 CPU processes (gloo) x 1 utterance per step == 1 process accumulating 2,
     fine-tuning (rank 0 reads ``init_from``) with a moving average of the weights, which every

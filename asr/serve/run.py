@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from asr.checkpoint import pid_alive
+from asr.serve.errors import ApiError, error_response
 
 WS_MAX_MESSAGE = 1 << 20  # bytes in one WebSocket message: 32 s of 16 kHz PCM, plenty for a chunk
 WS_MAX_QUEUE = 8  # messages a stream's socket holds unread (uvicorn's default 32: 32 MB)
@@ -61,14 +62,40 @@ def temporary_folder() -> Iterator[Path]:
 class HeaderTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
     """uvicorn's HTTP protocol (httptools where installed, else h11) that also closes a connection
     whose request headers have not all arrived :attr:`header_seconds` after it opened or after its
-    last response.
+    last response, and answers a request past :attr:`max_connections` with the API's own 503.
 
     uvicorn times out only an idle keep-alive connection, and only once it has answered on it: a
     connection that sends nothing, or its headers a byte a second (slowloris), was held forever.
     A body is the application's to time out (``ServeConfig.timeout``), a WebSocket its own.
+    uvicorn's ``limit_concurrency`` counts as :meth:`_over_capacity` does, but answers in plain
+    text without ``Retry-After``; here a client gets the JSON error every other 503 has.
     """
 
     header_seconds = HEADER_SECONDS
+    max_connections: int | None = None
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self._inner_app = self.app
+        self.app = self._capped_app
+
+    async def _capped_app(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and self._over_capacity():
+            busy = ApiError(
+                503,
+                "busy",
+                f"{self.max_connections} connections are open, the limit; try again shortly",
+                {"Retry-After": "1", "Connection": "close"},
+            )
+            await error_response(busy)(scope, receive, send)
+            return
+        await self._inner_app(scope, receive, send)
+
+    def _over_capacity(self) -> bool:
+        """uvicorn's ``limit_concurrency`` test, from inside the request's own task: the open
+        connections (this one among them) reach the cap, or the other requests in flight do."""
+        cap = self.max_connections
+        return cap is not None and (len(self.connections) >= cap or len(self.tasks) - 1 >= cap)
 
     def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def, override]
         super().connection_made(transport)
@@ -101,7 +128,10 @@ def _config(app: Starlette, log_level: str, **where) -> uvicorn.Config:
     protocol = type(
         "HeaderTimeoutProtocol",
         (HeaderTimeoutProtocol,),
-        {"header_seconds": min(HEADER_SECONDS, cfg.timeout)},
+        {
+            "header_seconds": min(HEADER_SECONDS, cfg.timeout),
+            "max_connections": cfg.max_connections,
+        },
     )
     return uvicorn.Config(
         app,
@@ -110,7 +140,6 @@ def _config(app: Starlette, log_level: str, **where) -> uvicorn.Config:
         ws_max_size=WS_MAX_MESSAGE,
         ws_max_queue=WS_MAX_QUEUE,
         timeout_keep_alive=min(KEEP_ALIVE_SECONDS, cfg.timeout),
-        limit_concurrency=cfg.max_connections,  # connections (or tasks) past it: 503
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         timeout_graceful_shutdown=5,
         **where,
