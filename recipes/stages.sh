@@ -84,11 +84,14 @@ train() {
 # on dev, 4 the test set scored greedy and with the LM. ARGS: --stage/--stop-stage/--dry-run,
 # --source DIR (a local copy; default --download), --test-speakers N (hold N training speakers
 # out as test, for a copy without the corpus's own test set), --data DIR, --exp DIR,
-# --model-config YAML, --lm-order N, and KEY=VALUE overrides for asr train.
+# --model-config YAML, --lm-order N, --spell WORDS (the LM also learns WORDS spelled out letter
+# by letter, `asr lm spell`: 'cmudict', or a word list; 'none': off), and KEY=VALUE overrides
+# for asr train.
 corpus_recipe() {
   local corpus=$1 dev=$2
   shift 2
   local source="" test=0 data="data/$corpus" exp="exp/$corpus" model=conf/model/small.yaml order=3
+  local spell=none
   parse_stage_options "$@"
   set -- "${REST[@]+"${REST[@]}"}"
   while [ $# -gt 0 ]; do
@@ -99,6 +102,7 @@ corpus_recipe() {
       --exp) exp=$2; shift 2 ;;
       --model-config) model=$2; shift 2 ;;
       --lm-order) order=$2; shift 2 ;;
+      --spell) spell=$2; shift 2 ;;
       *=*) OVERRIDES+=("$1"); shift ;;
       *) echo "run.sh: unknown option $1 (see the comment at the top)" >&2; exit 2 ;;
     esac
@@ -113,8 +117,16 @@ corpus_recipe() {
     train "$exp" -c "$model" -c "recipes/$corpus/$corpus.yaml" data.train="$data/train.jsonl" \
       data.valid="$data/dev.jsonl" "${OVERRIDES[@]+"${OVERRIDES[@]}"}"
   fi
-  if stage 2 "a word $order-gram of the training transcripts"; then
-    run "$exp/lm$order.arpa" $ASR lm build "$data/train.jsonl" --order "$order" \
+  local texts=("$data/train.jsonl") lm_of="the training transcripts"
+  if [ "$spell" != none ]; then
+    texts+=("$exp/spelled.txt")
+    lm_of+=" and of $spell's words spelled out"
+  fi
+  if stage 2 "a word $order-gram of $lm_of"; then
+    if [ "$spell" != none ]; then
+      run "$exp/spelled.txt" $ASR lm spell "$spell" --out "$exp/spelled.txt"
+    fi
+    run "$exp/lm$order.arpa" $ASR lm build "${texts[@]}" --order "$order" \
       --out "$exp/lm$order.arpa"
   fi
   if stage 3 "the LM's weight and word score, chosen on dev"; then

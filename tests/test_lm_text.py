@@ -6,6 +6,8 @@ from asr.lm_text import (
     TextError,
     is_wrapped,
     iter_sentences,
+    read_words,
+    spelled_words,
     split_sentences,
     strip_directions,
 )
@@ -97,3 +99,54 @@ def test_bad_sources_are_named(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"id": "a"}\n')
     with pytest.raises(TextError, match="m.jsonl: line 1: not a manifest line"):
         list(iter_sentences([tmp_path / "m.jsonl"]))
+
+
+def test_words_spelled_out_from_a_pronouncing_dictionary(tmp_path):
+    """CMUdict's layout: variants fold into their word, comments and short or unspellable words
+    are left out and counted; the spelled words feed `asr lm build` as a sentence each."""
+    d = tmp_path / "cmudict.dict"
+    d.write_text(
+        ";;; a comment\ncindy S IH1 N D IY0\nread R EH1 D\nread(2) R IY1 D\n"
+        "o'brien OW0 B R AY1 AH0 N\na AH0\nMeadow M EH1 D OW0\n\n3d TH R IY1 D IY1\n",
+        encoding="utf-8",
+    )
+    words = list(read_words(d))
+    assert words == ["cindy", "read", "read", "o'brien", "a", "Meadow", "3d"]
+    spelled, left_out = spelled_words(words)
+    assert spelled == ["c i n d y", "m e a d o w", "r e a d"]
+    assert left_out == 3  # o'brien, a (one letter), 3d
+    (tmp_path / "latin1.txt").write_bytes("cindy\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(TextError, match="latin1.txt: line 2: not UTF-8"):
+        list(read_words(tmp_path / "latin1.txt"))
+    with pytest.raises(TextError, match="no such word list"):
+        list(read_words(tmp_path / "missing.txt"))
+
+
+def test_asr_lm_spell_then_build(tmp_path):
+    import subprocess
+    import sys
+
+    words = tmp_path / "names.txt"
+    words.write_text("cindy\nlinda\nmeadowgate\n", encoding="utf-8")
+    out = tmp_path / "spelled.txt"
+    run = [sys.executable, "-m", "asr", "lm"]
+    done = subprocess.run(
+        run + ["spell", str(words), "--out", str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 words spelled out; 0 left out" in done.stdout
+    assert out.read_text().splitlines() == ["c i n d y", "l i n d a", "m e a d o w g a t e"]
+    arpa = tmp_path / "lm.arpa"
+    done = subprocess.run(
+        run + ["build", str(out), "--order", "4", "--out", str(arpa)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 sentences, 20 words" in done.stdout  # 5 + 5 + 10 letters
+    missing = subprocess.run(
+        run + ["spell", str(tmp_path / "none.txt"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode != 0 and "none.txt: no such word list" in missing.stderr
