@@ -3,6 +3,7 @@
     python benchmarks/serve_load.py                          # 16 and 32 clients, default decoding
     python benchmarks/serve_load.py --decoder greedy --clients 4 --requests 40   # a quick look
     python benchmarks/serve_load.py --exhaust        # 4 maximal streams + 32 maximal uploads
+    python benchmarks/serve_load.py --exhaust --pin  # the server on one core, this client on the rest
 
 ``asr serve`` runs as a child process on a free loopback port with its default limits. Each
 client posts one request after another; every fifth request is bad, in turn: a text body
@@ -15,7 +16,9 @@ server kept answering.
 Printed per client count: answers per second (all final answers, bad ones included), good answers
 per second, latency p50/p95 of good and of bad requests, answers by status, 503 retries, the
 slowest health answer, and the server's peak resident memory (VmHWM, Linux) and its resident
-memory after the run. Client and server share this machine's cores.
+memory after the run. Client and server share this machine's cores, unless ``--pin`` (Linux) puts
+the server on the first core and this client on the others: a stand-in for a client on another
+machine, so that neither starves the other (the server then has one core, not its usual all).
 """
 
 from __future__ import annotations
@@ -192,17 +195,29 @@ def main() -> None:
         "and 32 uploads just under --max-upload-mb at once; peak memory and health",
     )
     parser.add_argument("--stream-seconds", type=float, default=599.0)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server on the first CPU core, this client on the others (Linux, 2+ cores)",
+    )
     args = parser.parse_args()
 
     files = sorted(p for p in args.files.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
     if not files:
         raise SystemExit(f"{args.files}: no audio files")
     options = ["--max-upload-mb", str(args.max_upload_mb)]
+    cores = sorted(os.sched_getaffinity(0)) if args.pin else []
+    if args.pin:
+        if len(cores) < 2:
+            raise SystemExit("--pin needs 2 or more CPU cores")
+        os.sched_setaffinity(0, cores[:1])  # the server inherits this, before its threads start
     server, base = start_server(options, args.model, args.decoder == "greedy")
+    if args.pin:
+        os.sched_setaffinity(0, cores[1:])
     try:
         print(
             f"{len(files)} clips ({args.files}); decoding: {args.decoder}; {os.cpu_count()} CPU "
-            f"cores; every fifth request bad ({', '.join(BAD_KINDS)}); server at start: "
+            f"cores{' (server on the first, client on the rest)' if args.pin else ''}; every fifth request bad ({', '.join(BAD_KINDS)}); server at start: "
             f"{memory_mb(server.pid, 'VmRSS'):.0f} MB"
         )
         oversize = int(args.max_upload_mb * 1e6) + 1
