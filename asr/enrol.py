@@ -66,6 +66,9 @@ class EnrolSettings:
     speed_factors: list[float] = field(default_factory=list)  # augment.speed_factors
     # train.kl_to_init: a pull towards the base model's outputs (0: off)
     kl_weight: float = 0.0
+    # train.average_last: the last N epochs' weights averaged, kept if no worse on the held-out
+    # recordings (0: off)
+    average_last: int = 0
     seed: int = 1
 
 
@@ -180,6 +183,7 @@ def _config(
             "seed": settings.seed,
             "trainable": list(settings.trainable),
             "kl_to_init": settings.kl_weight,
+            "average_last": settings.average_last,
             "warmup_steps": min(50, 2 * steps_per_epoch),
             "log_every": steps_per_epoch,
         },

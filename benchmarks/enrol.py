@@ -77,13 +77,14 @@ def main() -> None:
     parser.add_argument("--speed", default="", help="speed factors, e.g. 0.9,1.0,1.1")
     parser.add_argument("--kl", type=float, default=d.kl_weight, help="train.kl_to_init")
     parser.add_argument("--heldout-share", type=float, default=d.heldout_share)
+    parser.add_argument("--average-last", type=int, default=d.average_last)
     args = parser.parse_args()
     trainable = [t for t in args.trainable.split(",") if t and t != "all"]
     settings = dataclasses.replace(
         d, lr=args.lr, epochs=args.epochs, patience=args.patience, trainable=trainable,
         batch_seconds=args.batch_seconds,
         speed_factors=[float(f) for f in args.speed.split(",") if f], kl_weight=args.kl,
-        heldout_share=args.heldout_share,
+        heldout_share=args.heldout_share, average_last=args.average_last,
     )  # fmt: skip
     utts = [
         u for u in scoring_utterances(args.manifest, load_model().tokenizer)
