@@ -137,7 +137,9 @@ async def exhaust(
 
     async def stream() -> None:
         url = base.replace("http", "ws") + f"/v1/stream?sample_rate={rate}"
-        async with websockets.connect(url, max_size=None, open_timeout=60) as ws:
+        # no keepalive pings from this client either: they would wait behind its own audio
+        connect = websockets.connect(url, max_size=None, open_timeout=60, ping_interval=None)
+        async with connect as ws:
             await ws.recv()  # ready (or an error, then the close)
             try:
                 for _ in range(int(stream_seconds * 4)):

@@ -657,6 +657,17 @@ def test_slow_headers_and_idle_connections_are_closed_and_connections_capped(rec
             while (event := json.loads(ws.recv(timeout=10)))["type"] != "done":
                 pass
             assert event["duration"] == 3.0
+        # a stream that goes quiet is closed by its own timeout: that finds a dead client, as the
+        # server sends no keepalive pings (they would wait behind a fast sender's own audio)
+        with _connect(_stream_url(server, 16_000)) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+            ws.send(bytes(2 * 8_000))
+            started = time.monotonic()
+            while (event := json.loads(ws.recv(timeout=10)))["type"] != "error":
+                pass
+            assert (event["status"], event["code"]) == (408, "idle_timeout")
+            assert 1.5 < time.monotonic() - started < 5
+        assert server.server.config.ws_ping_interval is None
         # connections beyond max_connections: a request on one gets 503, then they go on
         held = [socket.create_connection(address) for _ in range(3)]
         try:

@@ -139,6 +139,12 @@ def _config(app: Starlette, log_level: str, **where) -> uvicorn.Config:
         http=protocol,
         ws_max_size=WS_MAX_MESSAGE,
         ws_max_queue=WS_MAX_QUEUE,
+        # no keepalive pings: a stream that sends audio faster than it is decoded is read no
+        # further until a decoding step (backpressure), so the client's answer to a ping waits
+        # behind its own audio, and uvicorn's 20 s ping + 20 s timeout dropped such streams
+        # (1006, no close frame) after 40 s. A dead client is found by the stream's own timeout:
+        # nothing arrives for --timeout seconds, and it is closed with 408 idle_timeout
+        ws_ping_interval=None,
         timeout_keep_alive=min(KEEP_ALIVE_SECONDS, cfg.timeout),
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         timeout_graceful_shutdown=5,
