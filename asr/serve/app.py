@@ -118,8 +118,9 @@ class ServeConfig:
         max_streams: WebSocket streams open at once; the next one is refused (503).
         max_uploads: request bodies arriving at once (each goes to disk as it comes); the next
             request gets 503.
-        max_connections: connections open at once (uvicorn's ``limit_concurrency``); a request
-            on one past it gets 503. A connection is closed when its headers take longer than
+        max_connections: connections open at once (counted as uvicorn's ``limit_concurrency``
+            counts, in :class:`asr.serve.run.HeaderTimeoutProtocol`); a request on one past it
+            gets 503 ``busy`` with ``Retry-After``. A connection is closed when its headers take longer than
             10 s (or ``timeout``, if shorter), or it is idle 5 s between requests.
         stream: when a stream's text becomes final.
     """
