@@ -223,11 +223,15 @@ def frame_entropy(log_probs: torch.Tensor, out_lens: torch.Tensor) -> torch.Tens
     Returns:
         a scalar tensor (nats), differentiable; 0 for certain outputs, log V for uniform ones.
     """
-    entropy = frame_entropies(log_probs)  # (B, T')
-    frames = torch.arange(log_probs.size(1), device=log_probs.device)  # (T',)
-    mask = frames[None, :] < out_lens[:, None].to(log_probs.device)  # (B, T')
-    lens = out_lens.to(log_probs.device).clamp(min=1)
-    per_utt = entropy.masked_fill(~mask, 0.0).sum(1) / lens  # (B,)
+    return _mean_over_frames(frame_entropies(log_probs), out_lens)
+
+
+def _mean_over_frames(values: torch.Tensor, out_lens: torch.Tensor) -> torch.Tensor:
+    """``(B, T')`` per-frame values -> the mean over the batch of each utterance's mean over its
+    ``out_lens`` real frames (padding excluded)."""
+    lens = out_lens.to(values.device)
+    mask = lengths_to_mask(lens, values.size(1))  # (B, T')
+    per_utt = values.masked_fill(~mask, 0.0).sum(1) / lens.clamp(min=1)  # (B,)
     return per_utt.mean()
 
 
@@ -250,9 +254,9 @@ def frame_kl(
     Returns:
         a scalar tensor, 0 where the two agree.
     """
-    kl = (ref_log_probs.exp() * (ref_log_probs - log_probs)).sum(-1)  # (B, T')
-    frames = torch.arange(log_probs.size(1), device=log_probs.device)  # (T',)
-    mask = frames[None, :] < out_lens[:, None].to(log_probs.device)  # (B, T')
-    lens = out_lens.to(log_probs.device).clamp(min=1)
-    per_utt = kl.masked_fill(~mask, 0.0).sum(1) / lens  # (B,)
-    return per_utt.mean()
+    ref_probs = ref_log_probs.exp()
+    # tokens the reference gives no probability add nothing (not 0 * -inf = nan where a
+    # log-probability is -inf); one the model gives none where the reference does makes the
+    # divergence infinite, and the training step skips the batch
+    terms = torch.where(ref_probs > 0, ref_probs * (ref_log_probs - log_probs), 0.0)
+    return _mean_over_frames(terms.sum(-1), out_lens)

@@ -217,9 +217,10 @@ def main() -> None:
     if args.pin:
         os.sched_setaffinity(0, cores[1:])
     try:
+        pinned = " (server on the first, client on the rest)" if args.pin else ""
         print(
             f"{len(files)} clips ({args.files}); decoding: {args.decoder}; {os.cpu_count()} CPU "
-            f"cores{' (server on the first, client on the rest)' if args.pin else ''}; every fifth request bad ({', '.join(BAD_KINDS)}); server at start: "
+            f"cores{pinned}; every fifth request bad ({', '.join(BAD_KINDS)}); server at start: "
             f"{memory_mb(server.pid, 'VmRSS'):.0f} MB"
         )
         oversize = int(args.max_upload_mb * 1e6) + 1

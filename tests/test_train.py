@@ -501,6 +501,12 @@ def test_frame_kl_is_zero_for_equal_outputs_and_ignores_padding():
     lens = torch.tensor([6, 4])
     assert float(frame_kl(a, b, lens)) == pytest.approx(float(frame_kl(a, padded, lens)))
     assert float(frame_kl(a, b, lens)) > 0
+    # a token the reference gives no probability (-inf, an fp16 overflow) adds nothing, not nan;
+    # one the model gives none where the reference does is an infinite divergence (batch skipped)
+    silent = a.clone()
+    silent[0, 0] = torch.tensor([0.0, -float("inf"), -float("inf"), -float("inf"), -float("inf")])
+    assert math.isfinite(float(frame_kl(a, silent, lens)))
+    assert float(frame_kl(silent, a, lens)) == float("inf")
 
 
 def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path, example_manifest):

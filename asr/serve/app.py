@@ -120,8 +120,8 @@ class ServeConfig:
             request gets 503.
         max_connections: connections open at once (counted as uvicorn's ``limit_concurrency``
             counts, in :class:`asr.serve.run.HeaderTimeoutProtocol`); a request on one past it
-            gets 503 ``busy`` with ``Retry-After``. A connection is closed when its headers take longer than
-            10 s (or ``timeout``, if shorter), or it is idle 5 s between requests.
+            gets 503 ``busy`` with ``Retry-After``. A connection is closed when its headers take
+            longer than 10 s (or ``timeout``, if shorter), or it is idle 5 s between requests.
         stream: when a stream's text becomes final.
     """
 
