@@ -9,7 +9,7 @@
 #   --dry-run                  print every command, run none
 #   --from-git GEN             skip the training up to generation GEN: write the file the next
 #                              stage starts from out of git history (gen1, gen3, gen8, gen13,
-#                              gen14, gen15 or cv1) and start there
+#                              gen14, gen15, cv1 or cv2) and start there
 #   --data DIR                 the corpora (default ../shared/data)
 #
 # Resumable: a stage whose output exists is skipped (and says so); a training stage that was
@@ -36,7 +36,7 @@ done
 
 # The shipped model's lineage: stage i trains LINEAGE[i-1] (generation() below). The stages after
 # it (LM, tuning, export, scoring) take its last entry: a stage that ships later is one more entry.
-LINEAGE=(gen1 gen2 gen3 gen4 gen5 gen6 gen7 gen8 gen9 gen10 gen11 gen12 gen13 gen14 gen15 cv1)
+LINEAGE=(gen1 gen2 gen3 gen4 gen5 gen6 gen7 gen8 gen9 gen10 gen11 gen12 gen13 gen14 gen15 cv1 cv2)
 FINAL=${LINEAGE[-1]}
 
 DEV=data/default/commonvoice/dev.jsonl,data/default/speechocean762/dev.jsonl,data/default/kathleen/dev.jsonl,data/default/librispeech/dev.jsonl,data/default/an4/dev.jsonl,data/default/speechcommands/dev.jsonl
@@ -59,6 +59,7 @@ weights() {
     gen14) echo exp/avg1314.pt ;;
     gen15) echo exp/avg1415.pt ;;
     cv1) echo exp/avg15cv1.pt ;;
+    cv2) echo exp/avgcv1cv2.pt ;;
     *) echo "exp/$1/best.pt" ;;
   esac
 }
@@ -105,6 +106,10 @@ generation() {
       train_stage cv1
       run exp/avg15cv1.pt $ASR export --model exp/cv1/best.pt --average exp/gen15.pt \
         --out exp/avg15cv1.pt ;;
+    cv2)  # 1 h 22 min (5 epochs, bf16); the mean of this stage and its start
+      train_stage cv2
+      run exp/avgcv1cv2.pt $ASR export --model exp/cv2/best.pt --average exp/avg15cv1.pt \
+        --out exp/avgcv1cv2.pt ;;
     *) train_stage "$1" ;;
   esac
 }
