@@ -124,7 +124,8 @@ if [ -n "$from_git" ]; then
     gen14) sha=e75a912; files=(exp/avg1314.pt) ;;
     gen15) sha=4eb39f7; files=(exp/avg1415.pt exp/gen15.pt) ;;
     cv1) sha=80470b7; files=(exp/avg15cv1.pt exp/cv1.pt) ;;
-    *) echo "run.sh: --from-git takes gen1, gen3, gen8, gen13, gen14, gen15 or cv1" >&2; exit 2 ;;
+    cv2) sha=67ab25d; files=(exp/avgcv1cv2.pt exp/cv2.pt) ;;
+    *) echo "run.sh: --from-git takes gen1, gen3, gen8, gen13, gen14, gen15, cv1 or cv2" >&2; exit 2 ;;
   esac
   log "--from-git $from_git: its shipped float16 file, not a rebuild"
   for f in "${files[@]}"; do
