@@ -27,7 +27,7 @@ def _dry_run(tmp_path, *args: str) -> list[str]:
 
 def test_dry_run_prints_every_stage_and_its_commands_parse(tmp_path):
     lines = _dry_run(tmp_path)
-    for n in range(21):
+    for n in range(22):
         assert any(line.startswith(f"# stage {n}:") for line in lines), n
     commands = [line for line in lines if not line.startswith("#")]
     assert commands[0] == "bash recipes/default/prepare.sh ../shared/data data/default"
@@ -43,7 +43,7 @@ def test_dry_run_prints_every_stage_and_its_commands_parse(tmp_path):
             trained.append(args.out.name)
     assert trained == ["default", "default-join", "default-join5"] + [
         f"gen{n}" for n in range(2, 16)
-    ] + ["cv1"]
+    ] + ["cv1", "cv2"]
     text = "\n".join(lines)
     assert "asr export --model exp/avg1415.pt --out exp/gen15.pt --half" in text
     assert "--out exp/lm/decoder.yaml" in text and "exp/lm/lm3.arpa" in text
