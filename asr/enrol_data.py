@@ -12,6 +12,9 @@ from asr.recipes import folder
 from asr.text import Tokenizer, normalize_text
 
 MIN_SECONDS = 30.0  # less speech than this is refused: too little to learn from and to check
+# less speech than this is trained on, but its few held-out recordings are a rough check: on
+# held-out readers a minute moved the WER either way, 5-10 minutes cut it (docs/enrol.md)
+FEW_SECONDS = 180.0
 
 
 class EnrolError(ValueError):
