@@ -54,7 +54,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     if args.source is None or args.out is None:
         raise ValueError("give a folder of recordings (or a manifest) and --out, or --prompts N")
     from asr.enrol import EnrolSettings, enrol
-    from asr.enrol_data import FEW_SECONDS
+    from asr.enrol_data import few_speech_note
 
     trainable = [t for t in (args.trainable or "").split(",") if t and t != "all"]
     settings = EnrolSettings(
@@ -70,12 +70,9 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     )
     if result.wer_after >= result.wer_before:
         print("no epoch beat the model it started from: personal.pt keeps its weights")
-    if result.train_seconds < FEW_SECONDS:
-        print(
-            f"only {result.train_seconds / 60:.1f} min of speech: {result.heldout} held-out "
-            "recordings are a rough check, and a minute or two can make a model worse on your "
-            "other speech; 5-10 minutes are what cut the errors (docs/enrol.md)"
-        )
+    note = few_speech_note(result.train_seconds, result.heldout)
+    if note:
+        print(f"{note} (docs/enrol.md)")
     print(f"transcribe with it: asr transcribe --model {result.model} FILE")
     return 0
 

@@ -36,7 +36,7 @@ from asr.config import (
 )
 from asr.data import Utterance, make_loader, write_manifest
 from asr.decode import build_decoder
-from asr.enrol_data import read_recordings, split_heldout
+from asr.enrol_data import few_speech_note, read_recordings, split_heldout
 from asr.evaluate import evaluate
 from asr.text import Tokenizer
 from asr.train_state import EpochRecord
@@ -128,7 +128,8 @@ def enrol(
     except Exception as exc:
         status.update(state="failed", message=str(exc).splitlines()[0] if str(exc) else repr(exc))
         raise
-    status.update(state="done", model=str(result.model), message="")
+    note = few_speech_note(result.train_seconds, result.heldout)
+    status.update(state="done", model=str(result.model), message="", note=note)
     return result
 
 
@@ -266,6 +267,7 @@ class _Status:
     def __init__(self, path: Path, epochs: int) -> None:
         self.path = path
         self.values: dict = {"state": "starting", "epoch": 0, "epochs": epochs, "message": ""}
+        self.values["note"] = ""  # when done: a caution about the result (few_speech_note)
         self.values |= {"wer_before": None, "wer": None, "best_wer": None, "model": None}
         self.started = time.time()
 

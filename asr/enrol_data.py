@@ -75,6 +75,18 @@ def read_recordings(source: str | Path, tokenizer: Tokenizer) -> list[Utterance]
     return utts
 
 
+def few_speech_note(train_seconds: float, heldout: int) -> str:
+    """What to tell a user who trained on under :data:`FEW_SECONDS` of speech ("" otherwise): its
+    few held-out recordings cannot tell a better model from a worse one."""
+    if train_seconds >= FEW_SECONDS:
+        return ""
+    return (
+        f"only {train_seconds / 60:.1f} min of speech: {heldout} held-out recordings are a rough "
+        "check, and a minute or two can make a model worse on your other speech; 5-10 minutes "
+        "are what cut the errors"
+    )
+
+
 def _transcript_of(utt: Utterance, source: Path) -> str:
     """Where a user fixes ``utt``'s transcript: its ``.txt``, or the manifest and utterance id."""
     return str(Path(utt.audio).with_suffix(".txt")) if source.is_dir() else f"{source}: {utt.id}"

@@ -112,6 +112,8 @@ def test_enrol_writes_a_model_that_loads_everywhere_and_decodes_as_its_base(
     assert (
         status["state"] == "done" and status["epoch"] == 2 and status["model"] == str(result.model)
     )
+    # seconds of clips, not minutes: the note that the held-out check is rough
+    assert "held-out recordings are a rough check" in status["note"]
     # load_model: the base's decoder config comes along
     rec = load_model(result.model)
     decoder = read_model_file(base_model)["info"]["decoder"]

@@ -264,6 +264,7 @@ def test_train_on_my_voice_records_prompts_trains_and_switches_models(
             "() => document.getElementById('enrol-progress').textContent.includes('ready')",
             timeout=180_000,
         )
+        assert "rough check" in page.inner_text("#enrol-progress")  # under 3 minutes of speech
         assert page.locator("#model-choice").is_visible()
         assert page.is_checked("#model-personal")
         assert "[using your model]" in page.inner_text("#model")

@@ -77,6 +77,7 @@ function showStatus(status) {
                                   : "fine-tuning: starting ...";
   } else if (p.state === "done") {
     text = `your model is ready: held-out WER ${(100 * p.wer_before).toFixed(1)}% -> ${(100 * p.best_wer).toFixed(1)}%`;
+    if (p.note) text += `. Note: ${p.note}.`;
   } else if (p.state === "failed") {
     text = `the fine-tuning failed: ${p.message}`;
   }
