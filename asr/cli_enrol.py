@@ -54,7 +54,6 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     if args.source is None or args.out is None:
         raise ValueError("give a folder of recordings (or a manifest) and --out, or --prompts N")
     from asr.enrol import EnrolSettings, enrol
-    from asr.enrol_data import few_speech_note
 
     trainable = [t for t in (args.trainable or "").split(",") if t and t != "all"]
     settings = EnrolSettings(
@@ -70,9 +69,8 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     )
     if result.wer_after >= result.wer_before:
         print("no epoch beat the model it started from: personal.pt keeps its weights")
-    note = few_speech_note(result.train_seconds, result.heldout)
-    if note:
-        print(f"{note} (docs/enrol.md)")
+    if result.note:
+        print(f"{result.note} (docs/enrol.md)")
     print(f"transcribe with it: asr transcribe --model {result.model} FILE")
     return 0
 

@@ -84,6 +84,11 @@ class EnrolResult:
     epochs: int
     minutes: float  # wall time of the fine-tuning
 
+    @property
+    def note(self) -> str:
+        """A caution about the result for the user ("" when none): :func:`few_speech_note`."""
+        return few_speech_note(self.train_seconds, self.heldout)
+
 
 def enrol(
     source: str | Path,
@@ -128,8 +133,7 @@ def enrol(
     except Exception as exc:
         status.update(state="failed", message=str(exc).splitlines()[0] if str(exc) else repr(exc))
         raise
-    note = few_speech_note(result.train_seconds, result.heldout)
-    status.update(state="done", model=str(result.model), message="", note=note)
+    status.update(state="done", model=str(result.model), message="", note=result.note)
     return result
 
 
@@ -267,8 +271,8 @@ class _Status:
     def __init__(self, path: Path, epochs: int) -> None:
         self.path = path
         self.values: dict = {"state": "starting", "epoch": 0, "epochs": epochs, "message": ""}
-        self.values["note"] = ""  # when done: a caution about the result (few_speech_note)
         self.values |= {"wer_before": None, "wer": None, "best_wer": None, "model": None}
+        self.values["note"] = ""  # when done: EnrolResult.note
         self.started = time.time()
 
     @property

@@ -149,7 +149,7 @@ def test_enrol_command_reports_before_and_after(tmp_path, example_records, base_
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "held-out WER" in out and "asr transcribe --model" in out
-    assert "held-out recordings are a rough check" in out  # a few minutes of clips
+    assert "held-out recordings are a rough check" in out  # seconds of clips
     assert (tmp_path / "me" / "personal.pt").is_file()
 
 
