@@ -275,7 +275,8 @@ def average_model_files(paths: list[str | Path]) -> dict:
     """One model file's record whose weights are the element-wise mean of ``paths``' weights.
 
     For stages of one staged training (each started from the last one's weights) or epochs of one
-    run; the files must agree on features, model shape (dropout aside) and vocabulary. The mean is
+    run; the files must agree on features, model shape (dropout aside, LHUC scales folded into
+    the weights first: :func:`asr.model.fold_lhuc`) and vocabulary. The mean is
     taken in float32 (a float16 release file counts as its float32 values) and stored in float32.
     A file named twice counts twice (``a b b``: one third ``a``, two thirds ``b``). ``info`` keeps
     what every file's info agrees on (e.g. the manifests), and ``averaged_from`` lists each file
@@ -286,11 +287,18 @@ def average_model_files(paths: list[str | Path]) -> dict:
     """
     if len(paths) < 2:
         raise ValueError(f"averaging needs two model files or more, got {len(paths)}")
+    from asr.model import fold_lhuc
+
     records = [read_model_file(p) for p in paths]
+    # LHUC scales (model.lhuc) folded into the weights: files with and without them average
+    for record in records:
+        if record["model"].get("lhuc"):
+            record["state_dict"] = fold_lhuc(record["state_dict"])
+            record["model"] = record["model"] | {"lhuc": False}
     first, first_path = records[0], paths[0]
 
     def shape(record: dict) -> dict:
-        return {k: v for k, v in record["model"].items() if k != "dropout"}
+        return {k: v for k, v in record["model"].items() if k not in ("dropout", "lhuc")}
 
     for path, record in zip(paths[1:], records[1:]):
         for key, part in (("features", lambda r: r["features"]), ("model", shape)):

@@ -137,6 +137,10 @@ class ModelConfig:
     num_layers: int = bounded(3, 1)
     bidirectional: bool = True
     dropout: float = bounded(0.1, 0, 1, below=True)
+    # a learnt scale per unit on each recurrent layer's output (LHUC, Swietojanski & Renals 2014):
+    # 2 * sigmoid(r), r = 0 (a scale of 1) at the start; a few thousand parameters that adapt a
+    # trained model to one speaker (``asr enrol --lhuc``)
+    lhuc: bool = False
 
 
 @dataclass

@@ -38,6 +38,7 @@ from asr.data import Utterance, make_loader, write_manifest
 from asr.decode import build_decoder
 from asr.enrol_data import few_speech_note, read_recordings, split_heldout
 from asr.evaluate import evaluate
+from asr.model import fold_lhuc
 from asr.text import Tokenizer
 from asr.train_state import EpochRecord
 from asr.transcribe import (
@@ -69,6 +70,10 @@ class EnrolSettings:
     # train.average_last: the last N epochs' weights averaged, kept if no worse on the held-out
     # recordings (0: off)
     average_last: int = 0
+    # train LHUC scales (model.lhuc: one per unit of each recurrent layer), folded into the
+    # weights of personal.pt; with trainable ["lhuc"], only they move
+    lhuc: bool = False
+    dropout: float | None = None  # between recurrent layers while fine-tuning (None: the model's)
     seed: int = 1
 
 
@@ -168,7 +173,11 @@ def _config(
     cfg.model = config_from_dict(ModelConfig, record["model"], str(base))
     seconds = sum(u.duration for u in train_utts)
     steps_per_epoch = max(1, math.ceil(seconds / settings.batch_seconds))
+    model = {"lhuc": settings.lhuc}
+    if settings.dropout is not None:
+        model["dropout"] = settings.dropout
     values = {
+        "model": model,
         "data": {
             "train": str(out_dir / "train.jsonl"),
             "valid": str(out_dir / "heldout.jsonl"),
@@ -250,6 +259,9 @@ def _write_model(
     best = read_model_file(out_dir / "run" / "best.pt")
     after = min(EpochRecord(**h).selection_wer for h in history)
     chosen = best if after < before else record
+    # LHUC scales folded into the weights that read them: a plain model file
+    chosen = chosen | {"state_dict": fold_lhuc(chosen["state_dict"])}
+    chosen["model"] = chosen["model"] | {"lhuc": False}
     info = {
         "enrolled": {
             "base": str(base),

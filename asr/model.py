@@ -152,6 +152,12 @@ class AcousticModel(nn.Module):
             layers.append(BiRNNLayer(size, cfg.hidden_size, cfg.rnn_type, cfg.bidirectional))
             size = layers[-1].output_size
         self.rnns = nn.ModuleList(layers)
+        # LHUC amplitudes' logits, one per unit of each layer's output (see ModelConfig.lhuc)
+        self.lhuc = (
+            nn.ParameterList(nn.Parameter(torch.zeros(layer.output_size)) for layer in layers)
+            if cfg.lhuc
+            else None
+        )
         self.dropout = nn.Dropout(cfg.dropout)
         self.output = nn.Linear(size, vocab_size)
 
@@ -171,10 +177,33 @@ class AcousticModel(nn.Module):
         """
         x = self.subsample(feats, feat_lens)  # (B, T', D)
         out_lens = self.output_lengths(feat_lens)
-        for rnn in self.rnns:
-            x = self.dropout(rnn(x, out_lens))
+        for i, rnn in enumerate(self.rnns):
+            x = rnn(x, out_lens)  # (B, T', D): D = 2H bidirectional, else H
+            if self.lhuc is not None:
+                x = x * (2 * torch.sigmoid(self.lhuc[i])).to(x.dtype)
+            x = self.dropout(x)
         logits = self.output(x)  # (B, T', V)
         return F.log_softmax(logits.float(), dim=-1), out_lens
+
+
+def fold_lhuc(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict with LHUC scales (``model.lhuc``) -> the same function without them.
+
+    A layer's scales multiply its output, which only the next layer's input weights (both
+    directions) or the output layer read (dropout in between is linear), so each scale folds into
+    the columns of the weights that read its unit. The model file that results is a plain one
+    (``model.lhuc`` false): every tool that takes a model file takes it.
+    """
+    state = dict(state)
+    for key in sorted(k for k in state if k.startswith("lhuc.")):
+        i = int(key.split(".")[1])
+        scale = 2 * torch.sigmoid(state.pop(key).float())  # (D,): one per unit of layer i
+        after = [f"rnns.{i + 1}.{d}.weight_ih_l0" for d in ("fwd", "bwd")]
+        readers = [k for k in after if k in state] or ["output.weight"]
+        for name in readers:
+            w = state[name]
+            state[name] = (w.float() * scale[None, :]).to(w.dtype)
+    return state
 
 
 def ctc_loss(

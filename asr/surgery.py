@@ -15,7 +15,7 @@ import torch
 
 from asr.checkpoint import ModelFileError, read_model_file
 from asr.config import Config, ModelConfig
-from asr.model import AcousticModel
+from asr.model import AcousticModel, fold_lhuc
 from asr.text import Tokenizer
 
 # the log lines of a run's start belong to the training run's log
@@ -162,6 +162,8 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
     (``model.num_layers``) deepened by :func:`deepen_state_dict` (new layers on top,
     passing their input through): the larger model starts out computing what the smaller one did
     (exactly when widened, to a few percent when deepened), and its new weights train from there.
+    A model with LHUC scales (``model.lhuc``) starts them at 1; a file's own scales are folded
+    into its weights first (:func:`asr.model.fold_lhuc`).
 
     Raises:
         ModelFileError: the file is not a model file, or its features, model shape or
@@ -177,7 +179,7 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
         theirs = record[section]
         # dropout does not change what the weights mean: fine-tuning may set its own; a narrower
         # or shallower model is widened or deepened into this one (below)
-        free = {"dropout"} | ({"hidden_size"} if widen else set())
+        free = {"dropout", "lhuc"} | ({"hidden_size"} if widen else set())
         free |= {"num_layers"} if deepen else set()
         differ = sorted(k for k in mine if k not in free and k in theirs and theirs[k] != mine[k])
         if differ:
@@ -188,6 +190,7 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
     if record["tokens"] != tokenizer.to_list():
         raise ModelFileError(f"{path}: cannot initialise from this model (another vocabulary)")
     state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
+    state = fold_lhuc(state)  # a file's own LHUC scales, if any, into its weights
     if widen:
         generator = torch.Generator().manual_seed(cfg.train.seed)
         # widened layer by layer as they are in the file; deepened after (below) if it has fewer
@@ -203,6 +206,8 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
             f"{path}: {theirs_layers} recurrent layers deepened to {cfg.model.num_layers} (the "
             "new layers on top pass their input through: about the same outputs)"
         )
+    if model.lhuc is not None:  # starting at a scale of 1: the same function
+        state |= {f"lhuc.{i}": torch.zeros_like(r) for i, r in enumerate(model.lhuc)}
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -9,8 +9,8 @@ enrolment is scored on the same later utterances. For each N the bundled model (
 scored in the same run) and the personal model are scored greedy and with the bundled LM (the
 default decoding), and the wall time of the whole enrolment (checks, scoring the held-out
 recordings before, fine-tuning, writing the model) is shown. ``--lr``, ``--trainable``,
-``--epochs`` and ``--patience`` override :class:`asr.enrol.EnrolSettings` (to choose defaults
-on a dev speaker).
+``--epochs``, ``--patience``, ``--lhuc``, ``--dropout``, ``--seed`` and the rest override
+:class:`asr.enrol.EnrolSettings` (to choose defaults on a dev speaker).
 """
 
 from __future__ import annotations
@@ -78,13 +78,17 @@ def main() -> None:
     parser.add_argument("--kl", type=float, default=d.kl_weight, help="train.kl_to_init")
     parser.add_argument("--heldout-share", type=float, default=d.heldout_share)
     parser.add_argument("--average-last", type=int, default=d.average_last)
+    parser.add_argument("--lhuc", action="store_true", help="train LHUC scales (model.lhuc)")
+    parser.add_argument("--dropout", type=float, default=None, help="model.dropout while tuning")
+    parser.add_argument("--seed", type=int, default=d.seed)
     args = parser.parse_args()
     trainable = [t for t in args.trainable.split(",") if t and t != "all"]
     settings = dataclasses.replace(
         d, lr=args.lr, epochs=args.epochs, patience=args.patience, trainable=trainable,
         batch_seconds=args.batch_seconds,
         speed_factors=[float(f) for f in args.speed.split(",") if f], kl_weight=args.kl,
-        heldout_share=args.heldout_share, average_last=args.average_last,
+        heldout_share=args.heldout_share, average_last=args.average_last, lhuc=args.lhuc,
+        dropout=args.dropout, seed=args.seed,
     )  # fmt: skip
     utts = [
         u for u in scoring_utterances(args.manifest, load_model().tokenizer)

@@ -15,7 +15,10 @@ from asr.cli import main
 from asr.config import ConfigError, load_config
 from asr.enrol import EnrolSettings, enrol
 from asr.enrol_data import EnrolError, read_recordings, split_heldout
+from asr.features import FeatureExtractor
+from asr.model import AcousticModel, fold_lhuc
 from asr.prompts import arctic_prompts, choose_prompts, write_prompts
+from asr.surgery import init_weights
 from asr.text import Tokenizer
 from asr.train import train
 from asr.transcribe import load_model
@@ -174,6 +177,58 @@ def test_trainable_names_what_moves_and_refuses_a_name_that_matches_nothing(tmp_
     bad = load_config([ROOT / "conf/model/tiny.yaml"], [*common, "train.trainable=[rnns.7]"])
     with pytest.raises(ConfigError, match=r"\['rnns.7'\] name no parameter.*rnns.0.fwd"):
         train(bad, tmp_path / "b", progress=False)
+
+
+def test_lhuc_trains_only_the_scales_and_a_plain_model_starts_from_the_result(tmp_path, base_model):
+    """model.lhuc with train.trainable=[lhuc]: a plain model file starts the scales at 1, only
+    they move; a plain model initialised from that run's file, and load_model, compute the same
+    outputs (the scales folded into the weights)."""
+    manifest = DATA / "fsdd.jsonl"
+    common = [f"data.train={manifest}", f"data.valid={manifest}", "data.num_workers=0",
+              "data.batch_seconds=2.0", "train.epochs=1", "train.warmup_steps=1",
+              "train.lr=0.1"]  # fmt: skip
+    cfg = load_config(
+        [ROOT / "conf/model/tiny.yaml"],
+        [*common, f"train.init_from={base_model}", "model.lhuc=true", "train.trainable=[lhuc]"],
+    )
+    train(cfg, tmp_path / "a", progress=False)
+    base = read_model_file(base_model)["state_dict"]
+    tuned = read_model_file(tmp_path / "a" / "last.pt")["state_dict"]
+    assert all(torch.equal(base[k], tuned[k]) for k in base)
+    assert all(tuned[k].abs().max() > 0 for k in tuned if k.startswith("lhuc."))
+    plain_cfg = load_config([ROOT / "conf/model/tiny.yaml"], common)
+    num_features = FeatureExtractor(cfg.features).num_features
+    plain = AcousticModel(plain_cfg.model, num_features, len(Tokenizer()))
+    init_weights(plain, plain_cfg, Tokenizer(), str(tmp_path / "a" / "last.pt"))
+    scaled = AcousticModel(cfg.model, num_features, len(Tokenizer()))
+    scaled.load_state_dict(tuned)
+    feats, lens = torch.randn(2, 60, num_features), torch.tensor([60, 41])
+    with torch.no_grad():
+        want = scaled.eval()(feats, lens)[0]
+        assert torch.allclose(plain.eval()(feats, lens)[0], want, atol=1e-5)
+        # load_model runs the file as that plain model too
+        loaded = load_model(tmp_path / "a" / "last.pt", precision="fp32").model
+        assert loaded.lhuc is None
+        assert torch.allclose(loaded(feats, lens)[0], want, atol=1e-5)
+
+
+def test_an_lhuc_enrolment_writes_a_plain_model_file(tmp_path, example_records, base_model):
+    (tmp_path / "rec").mkdir()
+    folder = _recordings(tmp_path / "rec", example_records)
+    settings = EnrolSettings(epochs=2, lhuc=True, trainable=["lhuc"], lr=0.1, batch_seconds=5.0)
+    result = enrol(folder, tmp_path / "me", model=base_model, settings=settings, progress=False)
+    personal = read_model_file(result.model)
+    assert personal["model"]["lhuc"] is False
+    best = read_model_file(tmp_path / "me" / "run" / "best.pt")
+    assert best["model"]["lhuc"] is True and "lhuc.0" in best["state_dict"]
+    want = (
+        fold_lhuc(best["state_dict"])
+        if result.wer_after < result.wer_before
+        else read_model_file(base_model)["state_dict"]
+    )
+    assert personal["state_dict"].keys() == want.keys()
+    assert all(torch.equal(personal["state_dict"][k], want[k]) for k in want)
+    load_model(result.model)  # loads as any plain model file does
 
 
 def test_patience_stops_when_the_wer_stops_improving(tmp_path, base_model):

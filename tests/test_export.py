@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from asr.cli import main
+from asr.model import fold_lhuc
 from asr.transcribe import load_model
 from tests.conftest import ROOT
 
@@ -122,3 +123,24 @@ def test_export_averages_model_files_and_refuses_another_models(model_file, tmp_
         err = capsys.readouterr().err
         assert name in err and re.search(says, err), err
         assert not bad_out.exists()
+
+
+def test_a_file_with_lhuc_scales_averages_with_a_plain_one(model_file, tmp_path):
+    """A file trained with LHUC scales (model.lhuc) averages as the plain model they fold into."""
+    record = torch.load(model_file, weights_only=True)
+    m = record["model"]
+    size = m["hidden_size"] * (2 if m["bidirectional"] else 1)
+    scales = {f"lhuc.{i}": torch.linspace(-1, 1, size) for i in range(m["num_layers"])}
+    scaled = {**record, "model": {**m, "lhuc": True}, "state_dict": record["state_dict"] | scales}
+    torch.save(scaled, tmp_path / "lhuc.pt")
+    out = tmp_path / "mean.pt"
+    argv = ["export", "--model", str(tmp_path / "lhuc.pt"), "--average", str(model_file)]
+    assert main([*argv, "--out", str(out)]) == 0
+    saved = torch.load(out, weights_only=True)
+    assert saved["model"]["lhuc"] is False
+    folded = fold_lhuc(scaled["state_dict"])
+    assert saved["state_dict"].keys() == record["state_dict"].keys()
+    for k, v in record["state_dict"].items():
+        want = (folded[k].float() + v.float()) / 2
+        assert torch.allclose(saved["state_dict"][k], want, atol=1e-6), k
+    assert not torch.equal(folded["output.weight"], record["state_dict"]["output.weight"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from asr.config import ModelConfig
-from asr.model import AcousticModel
+from asr.model import AcousticModel, fold_lhuc
 from asr.surgery import GATES, deepen_state_dict, widen_state_dict
 
 
@@ -117,3 +117,41 @@ def test_widening_then_deepening_keeps_the_function():
     for b in range(2):
         n = int(small.output_lengths(lens)[b])
         assert (want[b, :n] - got[b, :n]).abs().max() < 0.01
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(hidden_size=8, num_layers=3),
+        ModelConfig(hidden_size=8, num_layers=1, rnn_type="gru", bidirectional=False),
+    ],
+    ids=["lstm-3", "gru-uni-1"],
+)
+def test_lhuc_scales_start_at_one_and_fold_into_a_plain_model(cfg):
+    """LHUC (model.lhuc): a model with the scales computes a plain model's function when they
+    are 0 (a scale of 1); trained scales fold into the weights that read them, exactly, giving a
+    plain state dict (every tool takes it); the scales take gradients."""
+    torch.manual_seed(0)
+    plain = AcousticModel(cfg, num_features=20, vocab_size=7).eval()
+    lhuc_cfg = replace(cfg, lhuc=True)
+    adapted = AcousticModel(lhuc_cfg, num_features=20, vocab_size=7).eval()
+    state = plain.state_dict() | {
+        f"lhuc.{i}": torch.zeros(r.shape) for i, r in enumerate(adapted.lhuc)
+    }
+    adapted.load_state_dict(state)
+    lens = torch.tensor([40, 23])
+    feats = torch.randn(2, 40, 20) * (torch.arange(40)[None, :, None] < lens[:, None, None])
+    want = plain(feats, lens)[0]
+    assert torch.allclose(adapted(feats, lens)[0], want, atol=1e-6)
+    adapted(feats, lens)[0].sum().backward()
+    assert all(r.grad is not None and r.grad.abs().sum() > 0 for r in adapted.lhuc)
+    with torch.no_grad():
+        for r in adapted.lhuc:
+            r.normal_()
+        scaled = adapted(feats, lens)[0]
+    assert (scaled - want).abs().max() > 0.01  # the scales change the function
+    folded = fold_lhuc(adapted.state_dict())
+    assert not any(k.startswith("lhuc") for k in folded)
+    plain.load_state_dict(folded)  # strict: exactly a plain model's names and shapes
+    with torch.no_grad():
+        assert torch.allclose(plain(feats, lens)[0], scaled, atol=1e-5)
