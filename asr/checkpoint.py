@@ -271,6 +271,18 @@ def moving_average_record(record: dict, path: str | Path) -> dict:
     return model_record(record["features"], record["model"], record["tokens"], state, info)
 
 
+def without_lhuc(record: dict) -> dict:
+    """A model-file record whose LHUC scales (``model.lhuc``), if any, are folded into the
+    weights that read them (:func:`asr.model.fold_lhuc`, in float32): the same function as a
+    plain model, which every tool takes; a record without them is returned as it is."""
+    if not record["model"].get("lhuc"):
+        return record
+    from asr.model import fold_lhuc
+
+    state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
+    return record | {"state_dict": fold_lhuc(state), "model": record["model"] | {"lhuc": False}}
+
+
 def average_model_files(paths: list[str | Path]) -> dict:
     """One model file's record whose weights are the element-wise mean of ``paths``' weights.
 
@@ -287,14 +299,8 @@ def average_model_files(paths: list[str | Path]) -> dict:
     """
     if len(paths) < 2:
         raise ValueError(f"averaging needs two model files or more, got {len(paths)}")
-    from asr.model import fold_lhuc
-
-    records = [read_model_file(p) for p in paths]
-    # LHUC scales (model.lhuc) folded into the weights: files with and without them average
-    for record in records:
-        if record["model"].get("lhuc"):
-            record["state_dict"] = fold_lhuc(record["state_dict"])
-            record["model"] = record["model"] | {"lhuc": False}
+    # LHUC scales folded into the weights: files with and without them average
+    records = [without_lhuc(read_model_file(p)) for p in paths]
     first, first_path = records[0], paths[0]
 
     def shape(record: dict) -> dict:

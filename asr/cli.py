@@ -379,6 +379,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         moving_average_record,
         read_model_file,
         strip_checkpoint,
+        without_lhuc,
     )
     from asr.transcribe import DEFAULT_MODEL, build_recognizer
 
@@ -391,7 +392,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         record = read_model_file(model_path)
     if args.ema:
         record = moving_average_record(record, model_path)
-    record = strip_checkpoint(record, half=args.half)
+    record = strip_checkpoint(without_lhuc(record), half=args.half)  # a plain model file
     rec = build_recognizer(record, str(model_path))  # refuse to write a file that would not load
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "torchscript":

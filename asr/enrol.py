@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from asr.checkpoint import atomic_save, read_model_file, strip_checkpoint
+from asr.checkpoint import atomic_save, read_model_file, strip_checkpoint, without_lhuc
 from asr.config import (
     Config,
     FeatureConfig,
@@ -38,7 +38,6 @@ from asr.data import Utterance, make_loader, write_manifest
 from asr.decode import build_decoder
 from asr.enrol_data import few_speech_note, read_recordings, split_heldout
 from asr.evaluate import evaluate
-from asr.model import fold_lhuc
 from asr.text import Tokenizer
 from asr.train_state import EpochRecord
 from asr.transcribe import (
@@ -258,10 +257,7 @@ def _write_model(
     history = json.loads((out_dir / "run" / "history.json").read_text())
     best = read_model_file(out_dir / "run" / "best.pt")
     after = min(EpochRecord(**h).selection_wer for h in history)
-    chosen = best if after < before else record
-    # LHUC scales folded into the weights that read them: a plain model file
-    chosen = chosen | {"state_dict": fold_lhuc(chosen["state_dict"])}
-    chosen["model"] = chosen["model"] | {"lhuc": False}
+    chosen = without_lhuc(best if after < before else record)  # a plain model file
     info = {
         "enrolled": {
             "base": str(base),

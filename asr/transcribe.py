@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -14,12 +14,12 @@ from tqdm import tqdm
 
 from asr.align import align
 from asr.audio import AudioError, audio_duration, load_audio, read_windows, resample
-from asr.checkpoint import ModelFileError, read_model_file
+from asr.checkpoint import ModelFileError, read_model_file, without_lhuc
 from asr.config import FeatureConfig, ModelConfig, config_from_dict
 from asr.data import pad_waves
 from asr.decode import GreedyDecoder, Hypothesis
 from asr.features import FeatureExtractor
-from asr.model import AcousticModel, fold_lhuc
+from asr.model import AcousticModel
 from asr.precision import PrecisionChoice, resolve_precision
 from asr.text import Tokenizer
 from asr.transcript import Transcript, Word, make_segments
@@ -326,11 +326,11 @@ def build_recognizer(record: dict, where: str = "model file") -> Recognizer:
     """Rebuild a :class:`Recognizer` from a model-file record (see :mod:`asr.checkpoint`)."""
     features = FeatureExtractor(config_from_dict(FeatureConfig, record["features"], where))
     tokenizer = Tokenizer.from_list(record["tokens"])
-    cfg = config_from_dict(ModelConfig, record["model"], where)
-    # a model trained with LHUC scales runs as the plain model they fold into: the same function
-    model = AcousticModel(replace(cfg, lhuc=False), features.num_features, len(tokenizer))
+    record = without_lhuc(record)  # LHUC scales folded into the weights: the same function
+    model = AcousticModel(
+        config_from_dict(ModelConfig, record["model"], where), features.num_features, len(tokenizer)
+    )
     state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
-    state = fold_lhuc(state)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

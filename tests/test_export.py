@@ -128,6 +128,7 @@ def test_export_averages_model_files_and_refuses_another_models(model_file, tmp_
 def test_a_file_with_lhuc_scales_averages_with_a_plain_one(model_file, tmp_path):
     """A file trained with LHUC scales (model.lhuc) averages as the plain model they fold into."""
     record = torch.load(model_file, weights_only=True)
+    assert record["state_dict"]["output.weight"].dtype == torch.float16  # a release file
     m = record["model"]
     size = m["hidden_size"] * (2 if m["bidirectional"] else 1)
     scales = {f"lhuc.{i}": torch.linspace(-1, 1, size) for i in range(m["num_layers"])}
@@ -138,9 +139,17 @@ def test_a_file_with_lhuc_scales_averages_with_a_plain_one(model_file, tmp_path)
     assert main([*argv, "--out", str(out)]) == 0
     saved = torch.load(out, weights_only=True)
     assert saved["model"]["lhuc"] is False
-    folded = fold_lhuc(scaled["state_dict"])
+    # folded in float32, as a float16 release file counts as its float32 values
+    folded = fold_lhuc({k: v.float() for k, v in scaled["state_dict"].items()})
     assert saved["state_dict"].keys() == record["state_dict"].keys()
     for k, v in record["state_dict"].items():
         want = (folded[k].float() + v.float()) / 2
         assert torch.allclose(saved["state_dict"][k], want, atol=1e-6), k
     assert not torch.equal(folded["output.weight"], record["state_dict"]["output.weight"])
+    # exported alone (here as float16) it is a plain model file too
+    half = tmp_path / "half.pt"
+    argv = ["export", "--model", str(tmp_path / "lhuc.pt"), "--half", "--out", str(half)]
+    assert main(argv) == 0
+    exported = torch.load(half, weights_only=True)
+    assert exported["model"]["lhuc"] is False and "lhuc.0" not in exported["state_dict"]
+    assert torch.equal(exported["state_dict"]["output.weight"], folded["output.weight"].half())
