@@ -288,7 +288,7 @@ def average_model_files(paths: list[str | Path]) -> dict:
 
     For stages of one staged training (each started from the last one's weights) or epochs of one
     run; the files must agree on features, model shape (dropout aside, LHUC scales folded into
-    the weights first: :func:`asr.model.fold_lhuc`) and vocabulary. The mean is
+    the weights first: :func:`without_lhuc`) and vocabulary. The mean is
     taken in float32 (a float16 release file counts as its float32 values) and stored in float32.
     A file named twice counts twice (``a b b``: one third ``a``, two thirds ``b``). ``info`` keeps
     what every file's info agrees on (e.g. the manifests), and ``averaged_from`` lists each file

@@ -139,8 +139,8 @@ class ModelConfig:
     dropout: float = bounded(0.1, 0, 1, below=True)
     # a learnt scale per unit on each recurrent layer's output (LHUC, Swietojanski & Renals 2014):
     # 2 * sigmoid(r), r = 0 (a scale of 1) at the start; a few thousand parameters that adapt a
-    # trained model to one speaker (``EnrolSettings.lhuc``). Model files fold them into the
-    # weights (asr.model.fold_lhuc)
+    # trained model to one speaker (``EnrolSettings.lhuc``). Loading, asr export and asr enrol
+    # fold them into the weights that read them (asr.checkpoint.without_lhuc): a plain model
     lhuc: bool = False
 
 

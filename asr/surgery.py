@@ -13,9 +13,9 @@ from dataclasses import asdict, replace
 
 import torch
 
-from asr.checkpoint import ModelFileError, read_model_file
+from asr.checkpoint import ModelFileError, read_model_file, without_lhuc
 from asr.config import Config, ModelConfig
-from asr.model import AcousticModel, fold_lhuc
+from asr.model import AcousticModel
 from asr.text import Tokenizer
 
 # the log lines of a run's start belong to the training run's log
@@ -163,13 +163,13 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
     passing their input through): the larger model starts out computing what the smaller one did
     (exactly when widened, to a few percent when deepened), and its new weights train from there.
     A model with LHUC scales (``model.lhuc``) starts them at 1; a file's own scales are folded
-    into its weights first (:func:`asr.model.fold_lhuc`).
+    into its weights first (:func:`asr.checkpoint.without_lhuc`).
 
     Raises:
         ModelFileError: the file is not a model file, or its features, model shape or
             vocabulary differ from ``cfg``'s (the weights would not mean the same thing).
     """
-    record = read_model_file(path)
+    record = without_lhuc(read_model_file(path))  # a file's own LHUC scales, into its weights
     wanted = {"features": asdict(cfg.features), "model": asdict(cfg.model)}
     theirs_hidden = record["model"].get("hidden_size", cfg.model.hidden_size)
     theirs_layers = record["model"].get("num_layers", cfg.model.num_layers)
@@ -190,7 +190,6 @@ def init_weights(model: AcousticModel, cfg: Config, tokenizer: Tokenizer, path: 
     if record["tokens"] != tokenizer.to_list():
         raise ModelFileError(f"{path}: cannot initialise from this model (another vocabulary)")
     state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
-    state = fold_lhuc(state)  # a file's own LHUC scales, if any, into its weights
     if widen:
         generator = torch.Generator().manual_seed(cfg.train.seed)
         # widened layer by layer as they are in the file; deepened after (below) if it has fewer
